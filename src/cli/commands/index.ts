@@ -1,0 +1,5 @@
+import type { Command } from 'commander';
+import { registerBackend } from './backend.js';
+
+/** Every CLI command, registered in this one list; only commands that work end to end belong here. */
+export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerBackend];

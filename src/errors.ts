@@ -1,0 +1,86 @@
+/**
+ * The one error factory: every error advstream raises on purpose carries a stable `code`, so that
+ * users and tests match on the code, never on the message.
+ */
+
+export type ErrorCode =
+  | 'BAD_ARGUMENT'
+  | 'BAD_SOURCE'
+  | 'BAD_RECORD'
+  | 'BACKEND_UNAVAILABLE'
+  | 'UNKNOWN_BACKEND'
+  | 'MISSING_KERNELS'
+  | 'BAD_MODEL'
+  | 'BAD_SPEC'
+  | 'WORKER_FAILED';
+
+/** Where in an input a problem sits: the file (or URI), and a byte offset or line number. */
+export interface Location {
+  file: string;
+  offset?: number;
+  line?: number;
+  id?: string;
+}
+
+export class AdvstreamError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = 'AdvstreamError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function describeLocation(where: Location): string {
+  const parts = [where.file];
+  if (where.line !== undefined) parts.push(`line ${where.line}`);
+  if (where.offset !== undefined) parts.push(`byte ${where.offset}`);
+  if (where.id !== undefined) parts.push(`record ${where.id}`);
+  return parts.join(', ');
+}
+
+export const Errors = {
+  badArgument: (message: string, details: Record<string, unknown> = {}) =>
+    new AdvstreamError('BAD_ARGUMENT', message, details),
+  /** The source as a whole is unusable: unknown scheme, missing file, bad IDX header. */
+  badSource: (where: Location, reason: string) =>
+    new AdvstreamError('BAD_SOURCE', `${describeLocation(where)}: ${reason}`, { ...where, reason }),
+  /** One record cannot be used; the rest of the source may still be. */
+  badRecord: (where: Location, reason: string) =>
+    new AdvstreamError('BAD_RECORD', `${describeLocation(where)}: ${reason}`, { ...where, reason }),
+  unknownBackend: (name: string, candidates: readonly { name: string; ok: boolean; reason: string }[]) =>
+    new AdvstreamError(
+      'UNKNOWN_BACKEND',
+      `unknown backend '${name}'; candidates: ${candidates.map((c) => `${c.name} (${c.ok ? 'ok' : c.reason})`).join(', ')}`,
+      { name, candidates },
+    ),
+  backendUnavailable: (name: string, reason: string, candidates: readonly { name: string; ok: boolean; reason: string }[]) =>
+    new AdvstreamError(
+      'BACKEND_UNAVAILABLE',
+      `backend '${name}' cannot start: ${reason}; candidates: ${candidates.map((c) => `${c.name} (${c.ok ? 'ok' : c.reason})`).join(', ')}`,
+      { name, reason, candidates },
+    ),
+  missingKernels: (backend: string, kernels: readonly string[], what: string) =>
+    new AdvstreamError(
+      'MISSING_KERNELS',
+      `${what} needs kernels that backend '${backend}' lacks: ${kernels.join(', ')}`,
+      { backend, kernels, what },
+    ),
+  badModel: (where: string, reason: string) =>
+    new AdvstreamError('BAD_MODEL', `${where}: ${reason}`, { where, reason }),
+  badSpec: (spec: string, reason: string, valid: readonly string[] = []) =>
+    new AdvstreamError(
+      'BAD_SPEC',
+      `bad spec '${spec}': ${reason}${valid.length ? `; valid: ${valid.join(', ')}` : ''}`,
+      { spec, reason, valid },
+    ),
+  workerFailed: (reason: string, details: Record<string, unknown> = {}) =>
+    new AdvstreamError('WORKER_FAILED', reason, details),
+};
+
+export function isAdvstreamError(e: unknown): e is AdvstreamError {
+  return e instanceof AdvstreamError;
+}
