@@ -12,6 +12,7 @@ export { tf };
 export type Tensor = tf.Tensor;
 export type Tensor1D = tf.Tensor1D;
 export type Tensor2D = tf.Tensor2D;
+export type Tensor4D = tf.Tensor4D;
 export type Scalar = tf.Scalar;
 export type Variable = tf.Variable;
 export type Rank = tf.Rank;
