@@ -106,6 +106,15 @@ export function accuracy(model: Classifier, data: DenseData, limit = data.count,
   return n ? correct / n : 0;
 }
 
+/** How many test images' predictions a manifest records, so a load can be checked against training. */
+export const SAMPLE_PREDICTIONS = 32;
+
+/** Predicted classes of the first `n` records. */
+export function predict(model: Classifier, data: DenseData, n: number): number[] {
+  const count = Math.min(n, data.count);
+  return tf.tidy(() => Array.from(tf.argMax(model.scores(tf.tensor2d(data.x.subarray(0, count * data.dim), [count, data.dim])), 1).dataSync()));
+}
+
 interface CheckpointState {
   name: string;
   family: string;
@@ -230,6 +239,7 @@ export function train(o: TrainOptions): Observable<TrainEvent> {
       // Measure what was saved: load the artifact back and score all test images.
       const model = await loadClassifier(o.out);
       const clean = accuracy(model, o.test);
+      const predictions = predict(model, o.test, SAMPLE_PREDICTIONS);
       model.dispose();
       const manifest: ModelManifest = {
         name: o.name,
@@ -247,6 +257,7 @@ export function train(o: TrainOptions): Observable<TrainEvent> {
           backend: o.backend,
         },
         accuracy: { clean, testImages: o.test.count, source: 'mnist:test' },
+        samplePredictions: predictions,
         parameters,
         weightBytes,
         commit: o.commit,

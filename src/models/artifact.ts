@@ -55,6 +55,8 @@ export const manifestSchema = z.object({
     backend: z.string(),
   }),
   accuracy: z.object({ clean: z.number(), testImages: z.number(), source: z.string() }),
+  /** Predicted classes of the first test images, for load-time checks. */
+  samplePredictions: z.array(z.number().int()),
   parameters: z.number(),
   weightBytes: z.number(),
   commit: z.string(),
