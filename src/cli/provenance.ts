@@ -1,8 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { PACKAGE_ROOT } from '../paths.js';
 
-/** The git commit of the advstream checkout, or `unknown` outside one. */
+/**
+ * The git commit of the advstream checkout, or `unknown` outside one. `ADVSTREAM_COMMIT` overrides
+ * it, for runs from a frozen build of an earlier commit (the zoo build does this).
+ */
 export function gitCommit(): string {
+  if (process.env.ADVSTREAM_COMMIT) return process.env.ADVSTREAM_COMMIT;
   try {
     const sha = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'ignore'] })
       .toString()

@@ -9,6 +9,7 @@ import { PACKAGE_ROOT, ZOO_DIR } from '../../paths.js';
 import { zooModels, zooRecipes, type ZooRecipe } from '../../models/zoo.js';
 import { positiveInt } from '../args.js';
 import { writeJson } from '../output.js';
+import { gitCommit } from '../provenance.js';
 
 const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 
@@ -47,11 +48,12 @@ async function list(json: boolean): Promise<void> {
 }
 
 /** Trains one recipe in a child process, its NDJSON progress appended to a log. */
-async function buildOne(recipe: ZooRecipe, logDir: string): Promise<number> {
+async function buildOne(recipe: ZooRecipe, logDir: string, commit: string): Promise<number> {
   const out = path.join(ZOO_DIR, recipe.name);
   const log = await open(path.join(logDir, `${recipe.name}.log`), 'a');
   const args = [MAIN, 'train', '--family', recipe.family, '--out', out, '--name', recipe.name, '--target', String(recipe.target), '--json', ...recipe.args];
-  const child = spawn(process.execPath, args, { cwd: PACKAGE_ROOT, stdio: ['ignore', log.fd, log.fd] });
+  const env = { ...process.env, ADVSTREAM_COMMIT: commit };
+  const child = spawn(process.execPath, args, { cwd: PACKAGE_ROOT, env, stdio: ['ignore', log.fd, log.fd] });
   const code = await new Promise<number>((resolve) => child.on('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1))));
   await log.close();
   return code;
@@ -67,13 +69,15 @@ async function build(names: string[], jobs: number, force: boolean): Promise<voi
   const logDir = path.join(PACKAGE_ROOT, '.cache', 'zoo-logs');
   await mkdir(logDir, { recursive: true });
   process.stderr.write(`training ${todo.length} models with ${jobs} parallel jobs; logs in ${logDir}\n`);
+  // One commit for every model of this build, even if the checkout moves on while it runs.
+  const commit = gitCommit();
   const queue = [...todo];
   const failed: string[] = [];
   await Promise.all(
     Array.from({ length: Math.min(jobs, queue.length) }, async () => {
       for (let r = queue.shift(); r; r = queue.shift()) {
         process.stderr.write(`  start ${r.name}\n`);
-        const code = await buildOne(r, logDir);
+        const code = await buildOne(r, logDir, commit);
         process.stderr.write(`  ${code === 0 ? 'done ' : `FAILED (exit ${code})`} ${r.name}\n`);
         if (code !== 0) failed.push(r.name);
       }
