@@ -166,24 +166,19 @@ export function train(o: TrainOptions): Observable<TrainEvent> {
       const epochs = o.epochs ?? family.training.epochs;
       const batch = o.batch ?? family.training.batch;
       const ckptDir = path.join(o.out, 'checkpoint');
-      const fresh = family.configure(o.options);
       const previous = await readCheckpoint(ckptDir);
-      // init() may record derived facts in the config (the DRP generator's distances), so a resumed
-      // run takes the config from its checkpoint.
-      let config: FamilyConfig;
+      const config = family.configure(o.options);
       let weights: NamedTensorMap;
       let optState: NamedTensorMap | undefined;
       let startEpoch = 0;
       let elapsed = 0;
       const freshState = { name: o.name, family: o.family, seed: o.seed, batch, epochs };
-      if (previous && sameRun(previous, { ...freshState, config: { ...fresh, ...pickDerived(previous.config, fresh) } })) {
-        config = previous.config;
+      if (previous && sameRun(previous, { ...freshState, config })) {
         weights = await readTensors(path.join(ckptDir, 'weights.bin'));
         optState = await readTensors(path.join(ckptDir, 'optimizer.bin'));
         startEpoch = previous.completedEpochs;
         elapsed = previous.elapsedSeconds;
       } else {
-        config = fresh;
         weights = family.init(config, o.seed);
       }
       const trainer = family.trainer(config, weights);
@@ -235,6 +230,7 @@ export function train(o: TrainOptions): Observable<TrainEvent> {
       const final: NamedTensorMap = { ...trainer.variables };
       const parameters = Object.values(final).reduce((a, t) => a + t.size, 0);
       const weightBytes = await saveArtifact(o.out, { family: o.family, config, weights: final });
+      const notes = family.notes(config, final);
       trainer.dispose();
       // Measure what was saved: load the artifact back and score all test images.
       const model = await loadClassifier(o.out);
@@ -261,7 +257,7 @@ export function train(o: TrainOptions): Observable<TrainEvent> {
         parameters,
         weightBytes,
         commit: o.commit,
-        notes: family.notes(config),
+        notes,
         ...(o.target !== undefined
           ? { targets: { clean: o.target, met: clean >= o.target, ...(clean < o.target ? { comment: `missed by ${((o.target - clean) * 100).toFixed(2)} points` } : {}) } }
           : {}),
@@ -275,15 +271,4 @@ export function train(o: TrainOptions): Observable<TrainEvent> {
       stopped = true;
     };
   });
-}
-
-/** Config fields that `init` derives (recorded after the fact) are carried over for comparison. */
-function pickDerived(previous: FamilyConfig, fresh: FamilyConfig): FamilyConfig {
-  const out: FamilyConfig = {};
-  for (const [k, v] of Object.entries(previous)) {
-    if (k in fresh && typeof v === 'object' && v !== null && typeof fresh[k] === 'object') {
-      out[k] = { ...(fresh[k] as object), ...(v as object) };
-    }
-  }
-  return out;
 }

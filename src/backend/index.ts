@@ -64,9 +64,11 @@ async function tryNative(allowNative: boolean): Promise<string> {
       nativePackage = pkg;
       return '';
     } catch (e) {
-      const code = (e as { code?: string }).code;
+      const { code, message } = e as { code?: string; message: string };
+      const absent =
+        code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND' || /Cannot find (module|package)|Could not resolve/.test(message);
       failures.push(
-        code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND'
+        absent
           ? `${pkg} not installed`
           : `${pkg} failed to load: ${(e as Error).message.split('\n')[0]}`,
       );

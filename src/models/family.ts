@@ -57,6 +57,6 @@ export interface Family {
   build(id: string, config: FamilyConfig, weights: NamedTensorMap): Classifier;
   /** A trainer over variables made from `weights`. */
   trainer(config: FamilyConfig, weights: NamedTensorMap): Trainer;
-  /** Human notes for the manifest: choices made where the paper is silent. */
-  notes(config: FamilyConfig): string[];
+  /** Human notes for the manifest: choices made where the paper is silent, facts of the trained weights. */
+  notes(config: FamilyConfig, weights: NamedTensorMap): string[];
 }

@@ -11,6 +11,7 @@ import {
   type RejectSink,
   type SourceSummary,
 } from '../../data/index.js';
+import { nonNegativeInt } from '../args.js';
 import { writeJson } from '../output.js';
 
 interface InspectFlags {
@@ -19,15 +20,6 @@ interface InspectFlags {
   offset?: string;
   onBadRecord: string;
   rejects?: string;
-}
-
-function count(flag: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value)) {
-    throw Errors.badArgument(`${flag} must be a non-negative integer, got '${text}'`);
-  }
-  return value;
 }
 
 function badRecordPolicy(text: string): OnBadRecord {
@@ -67,8 +59,8 @@ export function registerData(program: Command): void {
     .option('--rejects <file>', 'write each rejected record to FILE as a JSON line')
     .addHelpText('after', sourcesHelp)
     .action(async (uri: string, flags: InspectFlags) => {
-      const limit = count('--limit', flags.limit);
-      const offset = count('--offset', flags.offset);
+      const limit = nonNegativeInt('--limit', flags.limit);
+      const offset = nonNegativeInt('--offset', flags.offset);
       const onBadRecord = badRecordPolicy(flags.onBadRecord);
       // The source is opened (and its URI checked) before FILE is created; rejects reach FILE through `sink`.
       let file: RejectFile | undefined;

@@ -52,11 +52,29 @@ function upperMask(c: number): Tensor2D {
   return tf.sub(1, tf.linalg.bandPart(tf.ones([c, c]), -1, 0)) as Tensor2D;
 }
 
+/** Separation of a set of prototypes: pairwise L∞ and L2 distances, and the largest coordinate. */
+export function prototypeStats(prototypes: Tensor2D): PrototypeStats {
+  return tf.tidy(() => {
+    const upper = upperMask(prototypes.shape[0]).arraySync().flat();
+    const values = (ord: 'linf' | 'l2') => pairwise(prototypes, ord).arraySync().flat().filter((_, k) => upper[k]! > 0);
+    const linf = values('linf');
+    const l2 = values('l2');
+    const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+    return {
+      minLinf: Math.min(...linf),
+      meanLinf: mean(linf),
+      minL2: Math.min(...l2),
+      meanL2: mean(l2),
+      maxAbs: tf.max(tf.abs(prototypes)).dataSync()[0]!,
+    };
+  });
+}
+
 /**
  * The repulsive prototype generator of the authors' `generate_proto.py`: maximise the summed (or
  * mean) pairwise L∞ distance with SGD + momentum, full batch; optionally project after each step.
  */
-export function generatePrototypes(o: PrototypeOptions): { prototypes: Tensor2D; stats: PrototypeStats } {
+export function generatePrototypes(o: PrototypeOptions): Tensor2D {
   const p = tf.variable(project(tf.randomUniform([o.classes, o.dim], -1, 1, 'float32', o.seed), o.projection));
   const mask = upperMask(o.classes);
   const pairs = (o.classes * (o.classes - 1)) / 2;
@@ -71,24 +89,10 @@ export function generatePrototypes(o: PrototypeOptions): { prototypes: Tensor2D;
     });
   }
   opt.dispose();
-  const stats = tf.tidy(() => {
-    const upper = mask.arraySync().flat();
-    const values = (ord: 'linf' | 'l2') => pairwise(p as Tensor2D, ord).arraySync().flat().filter((_, k) => upper[k]! > 0);
-    const linf = values('linf');
-    const l2 = values('l2');
-    const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
-    return {
-      minLinf: Math.min(...linf),
-      meanLinf: mean(linf),
-      minL2: Math.min(...l2),
-      meanL2: mean(l2),
-      maxAbs: tf.max(tf.abs(p)).dataSync()[0]!,
-    };
-  });
   mask.dispose();
   const prototypes = tf.clone(p) as Tensor2D;
   p.dispose();
-  return { prototypes, stats };
+  return prototypes;
 }
 
 interface DrpConfig {
@@ -98,7 +102,7 @@ interface DrpConfig {
   filters: [number, number];
   fc: number;
   predict: 'inner' | 'nearest';
-  prototypes: Omit<PrototypeOptions, 'classes' | 'dim' | 'seed'> & { stats?: PrototypeStats };
+  prototypes: Omit<PrototypeOptions, 'classes' | 'dim' | 'seed'>;
   lr: number;
   momentum: number;
   weightDecay: number;
@@ -213,8 +217,7 @@ export const drpFamily: Family = {
   },
   init(config, seed) {
     const c = asDrp(config);
-    const { prototypes, stats } = generatePrototypes({ ...c.prototypes, classes: c.classes, dim: c.dim, seed });
-    c.prototypes.stats = stats;
+    const prototypes = generatePrototypes({ ...c.prototypes, classes: c.classes, dim: c.dim, seed });
     const cin = c.inputShape[2];
     const side = Math.floor((Math.floor((c.inputShape[0] - 2) / 2) - 2) / 2);
     const shapes: Record<string, [number, number]> = {
@@ -272,12 +275,12 @@ export const drpFamily: Family = {
       },
     };
   },
-  notes(config) {
+  notes(config, weights) {
     const c = asDrp(config);
-    const s = c.prototypes.stats;
+    const s = prototypeStats(weights.prototypes as Tensor2D);
     return [
-      `prototypes: C=${c.classes}, d=${c.dim}, ${c.prototypes.iterations} iterations of SGD(lr 0.01, momentum 0.9) on the ${c.prototypes.reduction} of pairwise L∞ distances, projection ${c.prototypes.projection}` +
-        (s ? `; min/mean pairwise L∞ ${s.minLinf.toFixed(3)}/${s.meanLinf.toFixed(3)}, L2 ${s.minL2.toFixed(3)}/${s.meanL2.toFixed(3)}, max |p| ${s.maxAbs.toFixed(3)}` : ''),
+      `prototypes: C=${c.classes}, d=${c.dim}, ${c.prototypes.iterations} iterations of SGD(lr 0.01, momentum 0.9) on the ${c.prototypes.reduction} of pairwise L∞ distances, projection ${c.prototypes.projection}; ` +
+        `min/mean pairwise L∞ ${s.minLinf.toFixed(3)}/${s.meanLinf.toFixed(3)}, L2 ${s.minL2.toFixed(3)}/${s.meanL2.toFixed(3)}, max |p| ${s.maxAbs.toFixed(3)}`,
       "the paper's hypersphere-versus-hypercube and sum-versus-mean choices are a spec gap: mean keeps prototypes bounded (|p| ≲ 1.6) where sum grows them to ~70",
       `backbone: the author's MNIST LeNet with convolutions as im2col matmuls; SGD lr ${c.lr}, momentum ${c.momentum}, weight decay ${c.weightDecay}, ×0.1 at epochs ${c.milestones.join(', ')}`,
       `prediction: ${c.predict === 'inner' ? 'maximum inner product ⟨f(x), p_c⟩ (the authors\' code)' : 'nearest prototype in L∞'}; loss=model is ‖f(x) − p_y‖∞, loss=ce is CE over the scores`,

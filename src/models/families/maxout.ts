@@ -84,6 +84,7 @@ export const maxoutFamily: Family = {
     { name: 'units', type: 'ints', default: [240, 240], help: 'maxout units per hidden layer' },
     { name: 'pieces', type: 'int', default: 5, help: 'linear pieces per maxout unit' },
     { name: 'lr', type: 'float', default: 0.1, help: 'learning rate' },
+    { name: 'init-range', type: 'float', default: 0.005, help: 'weights start uniform in ±range (recipe: 0.005)' },
     { name: 'adv-eps', type: 'float', default: 0, help: 'FGSM adversarial training epsilon (0: plain training; paper 0.25)' },
     { name: 'adv-alpha', type: 'float', default: 0.5, help: 'weight of the clean loss in the adversarial objective' },
   ],
@@ -97,7 +98,7 @@ export const maxoutFamily: Family = {
       keepInput: 0.8,
       keepHidden: 0.5,
       maxNorm: 1.9365,
-      initRange: 0.005,
+      initRange: Number(o['init-range'] ?? 0.005),
       lr: Number(o.lr ?? 0.1),
       lrDecayPerUpdate: 1.000004,
       updatesPerEpoch: 600,
@@ -156,7 +157,7 @@ export const maxoutFamily: Family = {
   notes(config) {
     const c = asMaxout(config);
     return [
-      "pylearn2 mnist_pi.yaml recipe: uniform(±0.005) init, max column norm 1.9365, dropout keep 0.8 input / 0.5 hidden, SGD lr 0.1 decaying ×1/1.000004 per update, momentum 0.5→0.7 over 250 epochs",
+      `pylearn2 mnist_pi.yaml recipe: uniform(±${c.initRange}) init, max column norm 1.9365, dropout keep 0.8 input / 0.5 hidden, SGD lr 0.1 decaying ×1/1.000004 per update, momentum 0.5→0.7 over 250 epochs`,
       'deviation: a fixed number of epochs on all 60,000 training images instead of early stopping on train[50000:60000] (CPU budget)',
       c.advEps > 0
         ? `FGSM adversarial objective α=${c.advAlpha}, ε=${c.advEps}, perturbations from the current model with dropout off, not clipped to [0,1] (as the paper), no gradient through sign()`
