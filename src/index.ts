@@ -1,0 +1,44 @@
+/**
+ * advstream's public library surface: what users may import. Everything else is internal.
+ *
+ * @example
+ *   import { initBackend, openSource, loadClassifier, parseAttackSpec } from 'advstream';
+ */
+export { AdvstreamError, Errors, isAdvstreamError, type ErrorCode, type Location } from './errors.js';
+export {
+  BACKEND_NAMES,
+  assertKernels,
+  currentBackend,
+  ensureBackend,
+  initBackend,
+  missingKernels,
+  traceKernels,
+  type BackendCandidate,
+  type BackendInfo,
+  type BackendName,
+  type InitBackendOptions,
+} from './backend/index.js';
+export * from './data/index.js';
+export { LOSS_NAMES, inputSize, type Classifier, type LossName } from './models/classifier.js';
+export {
+  buildClassifier,
+  loadArtifact,
+  loadClassifier,
+  saveArtifact,
+  type ModelArtifact,
+  type ModelManifest,
+} from './models/artifact.js';
+export { FAMILIES, getFamily } from './models/registry.js';
+export type { Family, FamilyConfig, Trainer, TrainOption } from './models/family.js';
+export { defaultZooRefs, zooModels, zooRecipes, type ZooEntry, type ZooRecipe } from './models/zoo.js';
+export {
+  ATTACKS,
+  Attack,
+  FixedEpsilonAttack,
+  MinimizationAttack,
+  attackNames,
+  parseAttackSpec,
+  type AttackResult,
+  type RunOptions,
+} from './attacks/index.js';
+export * from './stats/index.js';
