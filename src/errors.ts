@@ -12,7 +12,9 @@ export type ErrorCode =
   | 'MISSING_KERNELS'
   | 'BAD_MODEL'
   | 'BAD_SPEC'
-  | 'WORKER_FAILED';
+  | 'ATTACK_UNSUPPORTED'
+  | 'WORKER_FAILED'
+  | 'CHECKPOINT_MISMATCH';
 
 /** Where in an input a problem sits: the file (or URI), and a byte offset or line number. */
 export interface Location {
@@ -77,8 +79,18 @@ export const Errors = {
       `bad spec '${spec}': ${reason}${valid.length ? `; valid: ${valid.join(', ')}` : ''}`,
       { spec, reason, valid },
     ),
+  /** An attack cannot run on this model (DLR on too few classes, ...). */
+  attackUnsupported: (attack: string, model: string, reason: string) =>
+    new AdvstreamError('ATTACK_UNSUPPORTED', `${attack} cannot attack ${model}: ${reason}`, { attack, model, reason }),
   workerFailed: (reason: string, details: Record<string, unknown> = {}) =>
     new AdvstreamError('WORKER_FAILED', reason, details),
+  /** A checkpoint made by another configuration (data, models, attacks, seed, batch, backend): resuming it would mix runs. */
+  checkpointMismatch: (file: string, differences: readonly string[]) =>
+    new AdvstreamError(
+      'CHECKPOINT_MISMATCH',
+      `${file} was made by another evaluation (${differences.join('; ')}); delete it or pass another --checkpoint`,
+      { file, differences },
+    ),
 };
 
 export function isAdvstreamError(e: unknown): e is AdvstreamError {

@@ -1,0 +1,152 @@
+/**
+ * What gradient attacks ascend, and the one place where a loss, its input gradient and the scores
+ * are evaluated and counted. Losses computed from the scores (CE, DLR, margins) share one forward
+ * pass with the scores; the family's own loss (`model`) needs a second forward for the scores.
+ */
+import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
+import type { Classifier, LossName } from '../models/classifier.js';
+
+/** Per-sample evaluation counts of one run, indexed by the run's rows. */
+export class EvalCounter {
+  readonly gradients: Uint32Array;
+  readonly forwards: Uint32Array;
+
+  constructor(n: number) {
+    this.gradients = new Uint32Array(n);
+    this.forwards = new Uint32Array(n);
+  }
+
+  /** Charges `times` evaluations to `rows` (the run's row numbers; all rows when omitted). */
+  add(kind: 'gradients' | 'forwards', rows?: ArrayLike<number>, times = 1): void {
+    const counts = this[kind];
+    if (rows === undefined) for (let i = 0; i < counts.length; i++) counts[i]! += times;
+    else for (let i = 0; i < rows.length; i++) counts[rows[i]!]! += times;
+  }
+}
+
+/** A per-sample quantity to ascend: computed from the scores, or the family's own loss times `sign`. */
+export type Objective =
+  | { readonly kind: 'scores'; readonly fn: (scores: Tensor2D) => Tensor1D }
+  | { readonly kind: 'model'; readonly labels: Tensor1D; readonly sign: 1 | -1 };
+
+/** Cross-entropy of the softmax of the scores, per sample: the `ce` loss of {@link Classifier}. */
+export function crossEntropy(scores: Tensor2D, labels: Tensor1D): Tensor1D {
+  return tf.tidy(() => {
+    const logp = tf.logSoftmax(scores);
+    return tf.neg(tf.sum(tf.mul(logp, tf.oneHot(labels, scores.shape[1]).cast('float32')), 1)) as Tensor1D;
+  });
+}
+
+/**
+ * One-hot masks `[B, C]` of the `k` highest scores, highest first. Built from argmax rather than
+ * topk: TopK has no gradient in tfjs, and these masks sit inside differentiated losses.
+ */
+export function topMasks(scores: Tensor2D, k: number): Tensor2D[] {
+  return tf.tidy(() => {
+    const classes = scores.shape[1];
+    const masks: Tensor2D[] = [];
+    let rest: Tensor2D = scores;
+    for (let j = 0; j < k; j++) {
+      const mask = tf.oneHot(tf.argMax(rest, 1), classes).cast('float32') as Tensor2D;
+      masks.push(mask);
+      rest = tf.where(tf.cast(mask, 'bool'), tf.fill(rest.shape, -Infinity), rest) as Tensor2D;
+    }
+    return masks;
+  });
+}
+
+function pick(scores: Tensor2D, mask: Tensor2D): Tensor1D {
+  return tf.sum(tf.mul(scores, mask), 1) as Tensor1D;
+}
+
+/** Untargeted DLR loss (Croce & Hein 2020), to ascend: `−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3)`. */
+export function dlrLoss(scores: Tensor2D, labels: Tensor1D): Tensor1D {
+  return tf.tidy(() => {
+    const [m1, m2, m3] = topMasks(scores, 3) as [Tensor2D, Tensor2D, Tensor2D];
+    const y = tf.oneHot(labels, scores.shape[1]).cast('float32') as Tensor2D;
+    const zy = pick(scores, y);
+    const z1 = pick(scores, m1);
+    const topIsLabel = tf.sum(tf.mul(m1, y), 1);
+    const other = tf.add(tf.mul(topIsLabel, pick(scores, m2)), tf.mul(tf.sub(1, topIsLabel), z1));
+    return tf.neg(tf.div(tf.sub(zy, other), tf.add(tf.sub(z1, pick(scores, m3)), 1e-12))) as Tensor1D;
+  });
+}
+
+/** Targeted DLR loss (AutoAttack's APGD-T), to ascend: `−(z_y − z_t) / (z_π1 − ½(z_π3 + z_π4))`. */
+export function targetedDlrLoss(scores: Tensor2D, labels: Tensor1D, targets: Tensor1D): Tensor1D {
+  return tf.tidy(() => {
+    const [m1, , m3, m4] = topMasks(scores, 4) as [Tensor2D, Tensor2D, Tensor2D, Tensor2D];
+    const classes = scores.shape[1];
+    const zy = pick(scores, tf.oneHot(labels, classes).cast('float32') as Tensor2D);
+    const zt = pick(scores, tf.oneHot(targets, classes).cast('float32') as Tensor2D);
+    const scale = tf.sub(pick(scores, m1), tf.mul(0.5, tf.add(pick(scores, m3), pick(scores, m4))));
+    return tf.neg(tf.div(tf.sub(zy, zt), tf.add(scale, 1e-12))) as Tensor1D;
+  });
+}
+
+/**
+ * The objective for a spec's `loss`: ascend it for an untargeted run; with targets, descend the
+ * loss of the target labels (ascend its negative).
+ */
+export function lossObjective(loss: LossName, labels: Tensor1D, targets?: Tensor1D): Objective {
+  if (loss === 'model') return { kind: 'model', labels: targets ?? labels, sign: targets ? -1 : 1 };
+  if (targets) return { kind: 'scores', fn: (s) => tf.neg(crossEntropy(s, targets)) };
+  return { kind: 'scores', fn: (s) => crossEntropy(s, labels) };
+}
+
+export interface Evaluation {
+  /** `[B]` objective values. */
+  value: Tensor1D;
+  /** `[B, C]` scores. */
+  scores: Tensor2D;
+}
+export interface GradEvaluation extends Evaluation {
+  /** `[B, D]` gradient of the objective with respect to the input. */
+  grad: Tensor2D;
+}
+
+/**
+ * Evaluates an objective on a batch whose rows are `rows` of the run (for the counts). Every tensor
+ * returned is new and owned by the caller; call inside `tf.tidy`.
+ */
+export class Evaluator {
+  constructor(
+    private readonly model: Classifier,
+    private readonly objective: Objective,
+    private readonly counter: EvalCounter,
+    private readonly rows?: ArrayLike<number>,
+  ) {}
+
+  /** One gradient evaluation (forward and backward); the model's own loss adds a forward for the scores. */
+  withGrad(x: Tensor2D): GradEvaluation {
+    this.counter.add('gradients', this.rows);
+    const { model, objective } = this;
+    if (objective.kind === 'model') {
+      this.counter.add('forwards', this.rows);
+      const { value, grad } = tf.valueAndGrad((xi: Tensor2D) =>
+        tf.mul(model.loss('model', xi, objective.labels), objective.sign) as Tensor1D,
+      )(x);
+      return { value, grad, scores: model.scores(x) };
+    }
+    const classes = model.numClasses;
+    // One forward: the objective and the scores side by side, with the upstream gradient on the
+    // objective's column only.
+    const dy = tf.concat([tf.ones([x.shape[0], 1]), tf.zeros([x.shape[0], classes])], 1) as Tensor2D;
+    const { value, grad } = tf.valueAndGrad((xi: Tensor2D) => {
+      const scores = model.scores(xi);
+      return tf.concat([objective.fn(scores).reshape([-1, 1]), scores], 1) as Tensor2D;
+    })(x, dy);
+    const [column, scores] = tf.split(value, [1, classes], 1) as [Tensor2D, Tensor2D];
+    return { value: column.reshape([-1]) as Tensor1D, grad, scores };
+  }
+
+  /** Forward only: one pass, two for the model's own loss. */
+  forward(x: Tensor2D): Evaluation {
+    const { model, objective } = this;
+    this.counter.add('forwards', this.rows);
+    const scores = model.scores(x);
+    if (objective.kind === 'scores') return { value: objective.fn(scores), scores };
+    this.counter.add('forwards', this.rows);
+    return { value: tf.mul(model.loss('model', x, objective.labels), objective.sign) as Tensor1D, scores };
+  }
+}

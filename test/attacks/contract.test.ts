@@ -1,0 +1,145 @@
+/**
+ * The contract every registered attack keeps, on every test model family and every backend
+ * (STYLE principle 12): inside the ε ball and [0,1], lowers accuracy of a trained model, the same
+ * results under the same seed, no tensor left behind.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend, tf } from '../../src/backend/index.js';
+import { ATTACKS, FixedEpsilonAttack, parseAttackSpec, type Attack, type AttackResult } from '../../src/attacks/index.js';
+import type { Classifier } from '../../src/models/classifier.js';
+import { build, FAMILIES, mnist, rows, tensors, trainZoo, type Slice, type Zoo } from './fixtures.js';
+
+/** Small budgets per registered attack; every norm and mode worth a run. */
+const CHEAP: Readonly<Record<string, readonly string[]>> = {
+  fgsm: ['fgsm:eps=0.1', 'fgsm:eps=0.2,clip=false'],
+  fgm: ['fgm:eps=1.5'],
+  bim: ['bim:eps=0.1,steps=4'],
+  pgd: ['pgd:eps=0.1,steps=4,restarts=2', 'pgd:norm=l2,eps=1.5,steps=4,loss=model'],
+  mifgsm: ['mifgsm:eps=0.1,steps=4'],
+  'apgd-ce': ['apgd-ce:eps=0.1,steps=6', 'apgd-ce:norm=l2,eps=1.5,steps=6,loss=model'],
+  'apgd-dlr': ['apgd-dlr:eps=0.1,steps=6'],
+  'apgd-t': ['apgd-t:eps=0.1,steps=4,targets=2'],
+  square: ['square:eps=0.1,queries=40', 'square:norm=l2,eps=2,queries=40'],
+  cw: ['cw:searches=2,steps=15,c=1,lr=0.05'],
+  deepfool: ['deepfool:steps=20,candidates=4', 'deepfool:norm=linf,steps=30,candidates=3'],
+  'dam-boundary': ['dam-boundary:steps=30,step=0.02'],
+  mineps: ['mineps:attack=bim,steps=3,tol=0.1', 'mineps:attack=deepfool,steps=20,candidates=3'],
+  autoattack: ['autoattack:eps=0.1,steps=4,targets=2,queries=30'],
+};
+
+const BATCH = 8;
+
+function sameResult(a: AttackResult, b: AttackResult): boolean {
+  const bytes = (v: ArrayBufferView): Buffer => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  const fields = ['adversarial', 'success', 'predicted', 'l2', 'linf', 'loss', 'gradients', 'forwards'] as const;
+  return a.id === b.id && fields.every((f) => bytes(a[f]).equals(bytes(b[f])));
+}
+
+/** Norms recomputed from the pixels, not taken from the result. */
+function norms(clean: Slice, res: AttackResult): { linf: number[]; l2: number[]; lo: number; hi: number } {
+  const linf: number[] = [];
+  const l2: number[] = [];
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < res.count; i++) {
+    let mx = 0;
+    let sq = 0;
+    for (let d = 0; d < res.dim; d++) {
+      const v = res.adversarial[i * res.dim + d]!;
+      const diff = v - clean.x[i * res.dim + d]!;
+      mx = Math.max(mx, Math.abs(diff));
+      sq += diff * diff;
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    linf.push(mx);
+    l2.push(Math.sqrt(sq));
+  }
+  return { linf, l2, lo, hi };
+}
+
+async function attack(a: Attack, model: Classifier, batch: Slice, seed: number): Promise<AttackResult> {
+  const { x, labels } = tensors(batch);
+  try {
+    return await a.run(model, x, labels, { seed });
+  } finally {
+    tf.dispose([x, labels]);
+  }
+}
+
+it('has cheap budgets for every registered attack, and only for those', () => {
+  expect(Object.keys(CHEAP).sort()).toEqual(ATTACKS.map((e) => e.name).sort());
+});
+
+for (const backend of ['cpu', 'wasm'] as const) {
+  describe(`every attack on ${backend}`, () => {
+    let zoo: Zoo;
+    const test = mnist('t10k', 0, 2 * BATCH);
+    const first = rows(test, 0, BATCH);
+    const second = rows(test, BATCH, BATCH);
+
+    beforeAll(async () => {
+      zoo = await trainZoo();
+      await initBackend({ backend });
+    });
+
+    for (const entry of ATTACKS) {
+      for (const spec of CHEAP[entry.name] ?? []) {
+        it(`${spec} keeps the contract on every family`, async () => {
+          const a = parseAttackSpec(spec);
+          for (const family of FAMILIES) {
+            const model = build(zoo, family);
+            const where = `${spec} on ${family}/${backend}`;
+            try {
+              const before = tf.memory().numTensors;
+              const r1 = await attack(a, model, first, 7);
+              const afterOne = tf.memory().numTensors;
+              const r2 = await attack(a, model, first, 7);
+              const r3 = await attack(a, model, second, 8);
+              expect(tf.memory().numTensors, `${where}: tensors after 3 batches`).toBe(afterOne);
+              expect(afterOne, `${where}: tensors after 1 batch`).toBe(before);
+
+              expect(r1.id).toBe(a.id);
+              expect(sameResult(r1, r2), `${where}: same seed, same result`).toBe(true);
+
+              for (const [res, batch] of [[r1, first], [r3, second]] as const) {
+                const got = norms(batch, res);
+                if (a instanceof FixedEpsilonAttack) {
+                  const size = a.distance.name === 'l2' ? got.l2 : got.linf;
+                  expect(Math.max(...size), `${where}: inside the ε ball`).toBeLessThanOrEqual(a.epsilon + 1e-6);
+                }
+                if (a.bounded) {
+                  expect(got.lo, `${where}: ≥ 0`).toBeGreaterThanOrEqual(0);
+                  expect(got.hi, `${where}: ≤ 1`).toBeLessThanOrEqual(1);
+                }
+                got.linf.forEach((v, i) => expect(Math.abs(v - res.linf[i]!), `${where}: reported L∞`).toBeLessThan(1e-5));
+                got.l2.forEach((v, i) => expect(Math.abs(v - res.l2[i]!), `${where}: reported L2`).toBeLessThan(1e-4));
+                for (let i = 0; i < res.count; i++) {
+                  expect(res.success[i], `${where}: success is the verdict on the prediction`).toBe(
+                    res.predicted[i] !== batch.labels[i] ? 1 : 0,
+                  );
+                }
+              }
+
+              const cleanHits = (await attackFree(model, first)).filter((h) => h).length;
+              const broken = r1.success.reduce((s, v) => s + v, 0);
+              expect(broken, `${where}: misclassified clean stay misclassified`).toBeGreaterThanOrEqual(BATCH - cleanHits);
+              if (family === 'mlp') expect(broken, `${where}: lowers the accuracy of a trained model`).toBeGreaterThan(BATCH - cleanHits);
+            } finally {
+              model.dispose();
+            }
+          }
+        });
+      }
+    }
+  });
+}
+
+/** Per sample, whether the model is right on the clean input. */
+async function attackFree(model: Classifier, batch: Slice): Promise<boolean[]> {
+  const { x, labels } = tensors(batch);
+  const hit = tf.tidy(() => tf.equal(tf.argMax(model.scores(x), 1), labels));
+  const out = Array.from(await hit.data(), (v) => v === 1);
+  tf.dispose([x, labels, hit]);
+  return out;
+}
