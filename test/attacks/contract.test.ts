@@ -7,7 +7,18 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf } from '../../src/backend/index.js';
 import { ATTACKS, FixedEpsilonAttack, parseAttackSpec, type Attack, type AttackResult } from '../../src/attacks/index.js';
 import type { Classifier } from '../../src/models/classifier.js';
+import { getFamily, FAMILIES as REGISTERED_FAMILIES } from '../../src/models/registry.js';
+import { TINY } from '../models/helpers.js';
 import { build, FAMILIES, mnist, rows, tensors, trainZoo, type Slice, type Zoo } from './fixtures.js';
+
+/** Every registered model family, small and freshly initialised (seeded): the zoo's own code paths. */
+const REGISTERED = TINY.map((t) => ({ name: `${t.family}:${t.label}`, family: t.family, options: { ...t.options, ...t.gradOptions } }));
+
+function buildRegistered(r: (typeof REGISTERED)[number]): Classifier {
+  const f = getFamily(r.family);
+  const config = f.configure(r.options);
+  return f.build(`test:${r.name}`, config, f.init(config, 11));
+}
 
 /** Small budgets per registered attack; every norm and mode worth a run. */
 const CHEAP: Readonly<Record<string, readonly string[]>> = {
@@ -71,6 +82,10 @@ it('has cheap budgets for every registered attack, and only for those', () => {
   expect(Object.keys(CHEAP).sort()).toEqual(ATTACKS.map((e) => e.name).sort());
 });
 
+it('covers every registered model family', () => {
+  expect(new Set(REGISTERED.map((r) => r.family))).toEqual(new Set(REGISTERED_FAMILIES.map((f) => f.name)));
+});
+
 for (const backend of ['cpu', 'wasm'] as const) {
   describe(`every attack on ${backend}`, () => {
     let zoo: Zoo;
@@ -87,8 +102,12 @@ for (const backend of ['cpu', 'wasm'] as const) {
       for (const spec of CHEAP[entry.name] ?? []) {
         it(`${spec} keeps the contract on every family`, async () => {
           const a = parseAttackSpec(spec);
-          for (const family of FAMILIES) {
-            const model = build(zoo, family);
+          const models: [string, () => Classifier][] = [
+            ...FAMILIES.map((f): [string, () => Classifier] => [f, () => build(zoo, f)]),
+            ...REGISTERED.map((r): [string, () => Classifier] => [r.name, () => buildRegistered(r)]),
+          ];
+          for (const [family, make] of models) {
+            const model = make();
             const where = `${spec} on ${family}/${backend}`;
             try {
               const before = tf.memory().numTensors;
