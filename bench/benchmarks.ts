@@ -9,6 +9,8 @@ import { parseAttackSpec } from '../src/attacks/index.js';
 import { buildClassifier, loadArtifact, type ModelArtifact } from '../src/models/artifact.js';
 import { getFamily } from '../src/models/registry.js';
 import { ZOO_DIR } from '../src/paths.js';
+import { lastValueFrom } from 'rxjs';
+import { evaluate, type FinalEvent } from '../pipelines/index.js';
 
 export interface Benchmark {
   name: string;
@@ -82,4 +84,54 @@ const attackSteps: Benchmark = {
   },
 };
 
-export const BENCHMARKS: readonly Benchmark[] = [attackSteps];
+/** Samples this process's RSS (worker threads included) until stopped, keeping the peak. */
+function rssPeak(): { stop(): number } {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, process.memoryUsage().rss);
+    },
+  };
+}
+
+const evalThroughput: Benchmark = {
+  name: 'eval-throughput',
+  summary: 'end-to-end eval of 1,000 MNIST test images, ReLU MLP and DAM n=20, FGSM and PGD-10, with 1 and 2 workers',
+  async run(log) {
+    const models = ['mlp-relu', 'dam-n20'];
+    const missing = models.filter((m) => !existsSync(path.join(ZOO_DIR, m, 'manifest.json')));
+    if (missing.length) return { skipped: `the zoo lacks ${missing.join(', ')}; run \`advstream zoo build\`` };
+    const rows: Record<string, unknown>[] = [];
+    for (const workers of [1, 2]) {
+      const memory = rssPeak();
+      const t0 = performance.now();
+      const final = (await lastValueFrom(
+        evaluate(
+          { uri: 'mnist:test', limit: 1000 },
+          { models: models.map((m) => `zoo:${m}`), attacks: ['fgsm:eps=0.1', 'pgd:eps=0.3,steps=10'], workers, batch: 50, seed: 1, statsEvery: { seconds: 3600 } },
+        ),
+      )) as FinalEvent;
+      const wall = (performance.now() - t0) / 1000;
+      const row = {
+        workers,
+        images: final.images,
+        wallSeconds: wall,
+        imagesPerSecond: final.images / wall,
+        gradientEvalsPerSecond: final.throughput.grad_evals_per_s,
+        utilisation: final.throughput.utilisation,
+        peakRssMiB: memory.stop() / 2 ** 20,
+        backend: final.backend,
+      };
+      log(`${workers} worker(s): ${row.imagesPerSecond.toFixed(1)} images/s, peak RSS ${row.peakRssMiB.toFixed(0)} MiB`);
+      rows.push(row);
+    }
+    const [one, two] = rows as { imagesPerSecond: number }[];
+    return { rows, scaling2over1: two!.imagesPerSecond / one!.imagesPerSecond };
+  },
+};
+
+export const BENCHMARKS: readonly Benchmark[] = [attackSteps, evalThroughput];

@@ -14,7 +14,10 @@ export type ErrorCode =
   | 'BAD_SPEC'
   | 'ATTACK_UNSUPPORTED'
   | 'WORKER_FAILED'
-  | 'CHECKPOINT_MISMATCH';
+  | 'CHECKPOINT_MISMATCH'
+  | 'INCOMPLETE_RUN'
+  | 'BAD_CALIBRATION'
+  | 'CALIBRATION_MISMATCH';
 
 /** Where in an input a problem sits: the file (or URI), and a byte offset or line number. */
 export interface Location {
@@ -90,6 +93,23 @@ export const Errors = {
       'CHECKPOINT_MISMATCH',
       `${file} was made by another evaluation (${differences.join('; ')}); delete it or pass another --checkpoint`,
       { file, differences },
+    ),
+  /** A run without its final line (interrupted), where a complete one is required (`report --strict`). */
+  incompleteRun: (file: string, statsLine: number) =>
+    new AdvstreamError(
+      'INCOMPLETE_RUN',
+      `${file}: the run has no final line (interrupted?); its last statistics are at line ${statsLine}`,
+      { file, line: statsLine },
+    ),
+  /** A calibration file that cannot be read as one: bad JSON, missing fields, unknown format. */
+  badCalibration: (where: string, reason: string) =>
+    new AdvstreamError('BAD_CALIBRATION', `${where}: ${reason}`, { where, reason }),
+  /** A calibration made for other detectors, parameters or models than the ones about to use it. */
+  calibrationMismatch: (where: string, differences: readonly string[]) =>
+    new AdvstreamError(
+      'CALIBRATION_MISMATCH',
+      `${where} was calibrated for other detectors or models (${differences.join('; ')}); recalibrate for this plan`,
+      { where, differences },
     ),
 };
 

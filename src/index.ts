@@ -42,3 +42,4 @@ export {
   type RunOptions,
 } from './attacks/index.js';
 export * from './stats/index.js';
+export * from './report/index.js';

@@ -4,13 +4,14 @@
  * here; `openSource`, the CLI's `--data` and its help text pick it up from this list.
  */
 import { Errors } from '../errors.js';
+import { httpSource } from './http.js';
 import { idxSource } from './idx.js';
 import type { SourceKind, SourceRef } from './kind.js';
 import { mnistSource } from './mnist.js';
 import { ndjsonSource } from './ndjson.js';
 import { pngSource } from './png.js';
 
-export const SOURCE_KINDS: readonly SourceKind[] = [mnistSource, idxSource, pngSource, ndjsonSource];
+export const SOURCE_KINDS: readonly SourceKind[] = [mnistSource, idxSource, pngSource, ndjsonSource, httpSource];
 
 const BY_SCHEME: ReadonlyMap<string, SourceKind> = new Map(
   SOURCE_KINDS.flatMap((kind) => kind.schemes.map((scheme) => [scheme, kind] as const)),

@@ -2,7 +2,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { afterAll, describe, expect, it } from 'vitest';
+import { http, HttpResponse } from 'msw';
+import { setupServer } from 'msw/node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   SOURCE_KINDS,
   checkRecord,
@@ -19,11 +21,19 @@ import { all, caught, idxImages, idxLabels, line, pngBytes, tempDir } from './he
 const tmp = tempDir();
 afterAll(tmp.cleanup);
 
+const HTTP_SAMPLE = 'https://data.example.test/contract.ndjson';
+const server = setupServer(
+  http.get(HTTP_SAMPLE, () => new HttpResponse(Array.from({ length: 7 }, (_, i) => line({ id: `h${i}`, label: i })).join('\n'))),
+);
+beforeAll(() => server.listen({ onUnhandledRequest: 'error' }));
+afterAll(() => server.close());
+
 /**
  * One sample per registered scheme, so the contract below runs on every kind; registering a kind
  * (http:, say) without adding a sample here fails the first test.
  */
 const SAMPLES: Record<string, () => { uri: string; options?: SourceOptions }> = {
+  https: () => ({ uri: HTTP_SAMPLE }),
   mnist: () => ({ uri: 'mnist:test', options: { limit: 50 } }),
   idx: () => {
     const images = join(tmp.dir, 'c.idx.gz');
@@ -93,7 +103,7 @@ describe('source registry', () => {
         return e;
       }
     })();
-    expect(unknown).toMatchObject({ code: 'BAD_SPEC', details: { valid: ['mnist:', 'idx:', 'png:', 'ndjson:'] } });
+    expect(unknown).toMatchObject({ code: 'BAD_SPEC', details: { valid: ['mnist:', 'idx:', 'png:', 'ndjson:', 'https:', 'http:'] } });
     expect(() => openSource('just-a-path.idx')).toThrow(expect.objectContaining({ code: 'BAD_SPEC' }));
   });
 });

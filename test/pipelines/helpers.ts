@@ -1,0 +1,90 @@
+/**
+ * Small models for the pipeline tests, trained here (the shipped zoo may still be training) and
+ * kept in test-artifacts/ across test files and runs: each is written to a temp folder and renamed
+ * into place, so parallel test files never see half a model.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { firstValueFrom, lastValueFrom, toArray, type Observable } from 'rxjs';
+import { initBackend, tf } from '../../src/backend/index.js';
+import { collect, openSource } from '../../src/data/index.js';
+import { saveArtifact } from '../../src/models/artifact.js';
+import { getFamily } from '../../src/models/registry.js';
+import { PACKAGE_ROOT } from '../../src/paths.js';
+import type { EvalEvent, FinalEvent } from '../../pipelines/index.js';
+
+export const ARTIFACTS = path.join(PACKAGE_ROOT, 'test-artifacts', 'pipelines');
+/** Bump when the recipe below changes, so stale models are not reused. */
+const RECIPE = 'v1';
+
+interface Recipe {
+  name: string;
+  hidden: number[];
+  steps: number;
+  seed: number;
+}
+
+const RECIPES: Recipe[] = [
+  { name: 'mlp32', hidden: [32], steps: 300, seed: 11 },
+  { name: 'softmax', hidden: [], steps: 200, seed: 12 },
+];
+
+async function trainOne(dir: string, r: Recipe): Promise<void> {
+  await initBackend({ backend: 'wasm' });
+  const data = await collect(openSource('mnist:train', { limit: 3000 }));
+  const family = getFamily('mlp');
+  const config = family.configure({ hidden: r.hidden, lr: 0.005 });
+  const trainer = family.trainer(config, family.init(config, r.seed));
+  const batch = 100;
+  for (let s = 0; s < r.steps; s++) {
+    const from = (s * batch) % data.count;
+    const x = tf.tensor2d(data.x.subarray(from * 784, (from + batch) * 784), [batch, 784]);
+    const y = tf.tensor1d(data.y.subarray(from, from + batch), 'int32');
+    trainer.step(x, y, r.seed * 1000 + s);
+    tf.dispose([x, y]);
+  }
+  const tmp = `${dir}.${process.pid}.tmp`;
+  await rm(tmp, { recursive: true, force: true });
+  await saveArtifact(tmp, { family: 'mlp', config, weights: trainer.variables });
+  trainer.dispose();
+  try {
+    await rename(tmp, dir);
+  } catch (e) {
+    // Another test file got there first: its model is the same recipe.
+    await rm(tmp, { recursive: true, force: true });
+    if (!existsSync(dir)) throw e;
+  }
+}
+
+/** Folders of two small MNIST models (a 784-32-10 ReLU MLP and softmax regression), trained once. */
+export async function testModels(): Promise<string[]> {
+  const root = path.join(ARTIFACTS, `models-${RECIPE}`);
+  await mkdir(root, { recursive: true });
+  const dirs: string[] = [];
+  for (const r of RECIPES) {
+    const dir = path.join(root, r.name);
+    if (!existsSync(path.join(dir, 'model.json'))) await trainOne(dir, r);
+    dirs.push(dir);
+  }
+  return dirs;
+}
+
+/** A fresh folder under test-artifacts/. */
+export async function scratchDir(name: string): Promise<string> {
+  const dir = path.join(ARTIFACTS, 'scratch', `${name}-${process.pid}-${Date.now()}`);
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+export async function allEvents(events$: Observable<EvalEvent>): Promise<EvalEvent[]> {
+  return lastValueFrom(events$.pipe(toArray()));
+}
+
+export function finalOf(events: EvalEvent[]): FinalEvent {
+  const last = events[events.length - 1];
+  if (last?.type !== 'final') throw new Error(`the last event is ${last?.type}, not final`);
+  return last;
+}
+
+export { firstValueFrom };

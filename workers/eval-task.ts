@@ -1,0 +1,305 @@
+/**
+ * The evaluation task: what one batch costs a thread. It scores the clean batch on every model,
+ * runs every attack against every model (the source), and scores every adversarial batch on every
+ * model, so that robustness and the transfer matrix come from one pass. Plain data in, plain typed
+ * arrays out; no I/O.
+ *
+ * The same {@link EvalRuntime} runs inside a piscina worker (`eval-worker.ts`) and in the main
+ * thread, where tfjs-node must run (it cannot load in worker threads, tfjs#2079).
+ */
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { initBackend, tf, type BackendInfo } from '../src/backend/index.js';
+import { deriveSeed, parseAttackSpec, type Attack } from '../src/attacks/index.js';
+import { Errors, isAdvstreamError, type ErrorCode } from '../src/errors.js';
+import { buildClassifier, type ModelArtifact } from '../src/models/artifact.js';
+import { inputSize, type Classifier } from '../src/models/classifier.js';
+
+/**
+ * Test-only hooks, carried in the pool's `workerData`; never set them outside tests. They make a
+ * worker fail in ways a test cannot otherwise provoke deterministically.
+ */
+export interface EvalTestHooks {
+  /** The worker thread exits mid-task (a crash) when a batch holds this record id… */
+  crashOnId?: string;
+  /** …on attempts below this number (default 1: only the first attempt crashes). */
+  crashAttempts?: number;
+  /** Each task waits this long before working: a slow worker. */
+  delayMs?: number;
+}
+
+/** What a thread needs to evaluate: model bytes, attack specs, the backend to start. */
+export interface EvalSetup {
+  models: ModelArtifact[];
+  /** Canonical attack specs, in evaluation order. */
+  attacks: string[];
+  /** A forced backend; the default is the first that starts (never tfjs-node in a worker). */
+  backend?: string;
+  hooks?: EvalTestHooks;
+}
+
+/** One batch. `pixels` is `count × dim`, row-major; the seed fixes every attack's randomness. */
+export interface EvalTask {
+  /** The batch's sequence number in this run. */
+  index: number;
+  /** 0 for the first try; the pipeline retries a batch whose worker died. */
+  attempt: number;
+  /** The batch seed ({@link batchSeed}). */
+  seed: number;
+  ids: string[];
+  count: number;
+  dim: number;
+  pixels: Float32Array;
+  labels: Int32Array;
+  /**
+   * Return the adversarial pixels of the batch's first `pixelCount` images (default 0): the image
+   * grids of a report need a few, and only a few cross back, to keep memory bounded.
+   */
+  pixelCount?: number;
+}
+
+/**
+ * A finished batch. With M models and A attacks there are P = A·M (attack, source) pairs, pair
+ * `p = a·M + s`. Arrays are flat: `clean[m·count + i]`, `success[p·count + i]` (likewise `linf`,
+ * `l2`, `confidence`, `minEps`), `preds[(p·M + t)·count + i]` (model t's prediction on the
+ * adversarial of pair p), `adversarial[(p·pixelCount + i)·dim + j]` (value j of the adversarial of
+ * image i < pixelCount under pair p).
+ */
+export interface EvalTaskResult {
+  ok: true;
+  index: number;
+  count: number;
+  /** `w<threadId>` in a worker, `main` in the main thread. */
+  workerId: string;
+  startMs: number;
+  endMs: number;
+  /** Input-gradient evaluations spent by the attacks. */
+  gradEvals: number;
+  /** Forward-only passes: the attacks' plus the clean and adversarial scoring passes. */
+  forwardEvals: number;
+  clean: Int32Array;
+  success: Uint8Array;
+  linf: Float32Array;
+  l2: Float32Array;
+  /** The source model's softmax probability of its predicted class on the adversarial. */
+  confidence: Float32Array;
+  /** The minimal ε of minimal-ε attacks; NaN for attacks that report none. */
+  minEps: Float32Array;
+  preds: Int32Array;
+  /** Images of the batch, from its first, whose adversarial pixels are in `adversarial`. */
+  pixelCount: number;
+  /** `P × pixelCount × dim` adversarial pixels; empty when the task asked for none. */
+  adversarial: Float32Array;
+  /** Live tfjs tensors in this thread after the task: constant across tasks unless something leaks. */
+  tensors: number;
+}
+
+/** A task that threw: plain data, because an error's `code` does not survive a thread crossing. */
+export interface EvalTaskFailure {
+  ok: false;
+  error: { code?: ErrorCode; message: string; details?: Record<string, unknown>; stack?: string };
+}
+
+/** What a runtime says about itself once started. */
+export interface EvalReady {
+  workerId: string;
+  backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
+  models: { id: string; family: string; inputShape: [number, number, number]; numClasses: number }[];
+}
+
+/** The transferable buffers of a result, for `Piscina.move`. */
+export function resultBuffers(r: EvalTaskResult): ArrayBuffer[] {
+  return [r.clean, r.success, r.linf, r.l2, r.confidence, r.minEps, r.preds, r.adversarial].map((a) => a.buffer as ArrayBuffer);
+}
+
+/** A thrown value as plain data. */
+export function describeFailure(e: unknown): EvalTaskFailure {
+  if (isAdvstreamError(e)) return { ok: false, error: { code: e.code, message: e.message, details: e.details } };
+  const err = e instanceof Error ? e : new Error(String(e));
+  return { ok: false, error: { message: err.message, ...(err.stack ? { stack: err.stack } : {}) } };
+}
+
+function sum(counts: Uint32Array): number {
+  let total = 0;
+  for (let i = 0; i < counts.length; i++) total += counts[i]!;
+  return total;
+}
+
+/**
+ * One thread's evaluation state: the backend, started once; a model cache keyed by model id, each
+ * built from its artifact bytes on first use; the parsed attacks.
+ */
+export class EvalRuntime {
+  private readonly cache = new Map<string, Promise<Classifier>>();
+  private readonly attacks: Attack[];
+
+  private constructor(
+    private readonly setup: EvalSetup,
+    private readonly info: BackendInfo,
+    readonly workerId: string,
+  ) {
+    this.attacks = setup.attacks.map((spec) => parseAttackSpec(spec));
+  }
+
+  /** Starts the backend (once per thread: tfjs is a per-thread global) and parses the attacks. */
+  static async create(setup: EvalSetup, workerId: string): Promise<EvalRuntime> {
+    const info = await initBackend(setup.backend === undefined ? {} : { backend: setup.backend });
+    return new EvalRuntime(setup, info, workerId);
+  }
+
+  private model(artifact: ModelArtifact): Promise<Classifier> {
+    let built = this.cache.get(artifact.id);
+    if (!built) {
+      built = buildClassifier(artifact);
+      this.cache.set(artifact.id, built);
+    }
+    return built;
+  }
+
+  private models(): Promise<Classifier[]> {
+    return Promise.all(this.setup.models.map((a) => this.model(a)));
+  }
+
+  async ready(): Promise<EvalReady> {
+    const models = await this.models();
+    const { backend, simd, threads, native } = this.info;
+    return {
+      workerId: this.workerId,
+      backend: { backend, simd, threads, ...(native ? { native } : {}) },
+      models: models.map((m) => ({ id: m.id, family: m.family, inputShape: [...m.inputShape], numClasses: m.numClasses })),
+    };
+  }
+
+  /** Evaluates one batch; see {@link EvalTaskResult} for the layout. */
+  async run(task: EvalTask): Promise<EvalTaskResult> {
+    await this.applyHooks(task);
+    const startMs = performance.timeOrigin + performance.now();
+    const models = await this.models();
+    const { count: n, dim } = task;
+    for (const m of models) {
+      if (inputSize(m) !== dim) throw new Error(`${m.id} takes ${inputSize(m)} values per image, the batch has ${dim}`);
+    }
+    const kept = task.pixelCount ?? 0;
+    if (!(Number.isSafeInteger(kept) && kept >= 0 && kept <= n)) throw Errors.badArgument(`pixelCount must be an integer in [0, ${n}], got ${kept}`);
+    const M = models.length;
+    const P = this.attacks.length * M;
+    const clean = new Int32Array(M * n);
+    const success = new Uint8Array(P * n);
+    const linf = new Float32Array(P * n);
+    const l2 = new Float32Array(P * n);
+    const confidence = new Float32Array(P * n);
+    const minEps = new Float32Array(P * n).fill(Number.NaN);
+    const preds = new Int32Array(P * M * n);
+    const adversarial = new Float32Array(P * kept * dim);
+    let gradEvals = 0;
+    let forwardEvals = n * M * (1 + P);
+    const x = tf.tensor2d(task.pixels, [n, dim]);
+    const labels = tf.tensor1d(task.labels, 'int32');
+    try {
+      for (let m = 0; m < M; m++) {
+        const pred = tf.tidy(() => tf.argMax(models[m]!.scores(x), 1));
+        clean.set(await pred.data(), m * n);
+        pred.dispose();
+      }
+      for (let a = 0; a < this.attacks.length; a++) {
+        const attack = this.attacks[a]!;
+        for (let s = 0; s < M; s++) {
+          const source = models[s]!;
+          const p = a * M + s;
+          const res = await attack.run(source, x, labels, { seed: pairSeed(task.seed, attack.id, source.id) });
+          gradEvals += sum(res.gradients);
+          forwardEvals += sum(res.forwards);
+          success.set(res.success, p * n);
+          linf.set(res.linf, p * n);
+          l2.set(res.l2, p * n);
+          if (res.minEpsilon) minEps.set(res.minEpsilon, p * n);
+          // Copied out: the result's buffers are transferred, and an attack's array may alias a tensor's storage.
+          if (kept > 0) adversarial.set(res.adversarial.subarray(0, kept * dim), p * kept * dim);
+          const adv = tf.tensor2d(res.adversarial, [n, dim]);
+          try {
+            for (let t = 0; t < M; t++) {
+              const scored = tf.tidy(() => {
+                const scores = models[t]!.scores(adv);
+                return { pred: tf.argMax(scores, 1), conf: t === s ? tf.max(tf.softmax(scores), 1) : undefined };
+              });
+              preds.set(await scored.pred.data(), (p * M + t) * n);
+              if (scored.conf) confidence.set(await scored.conf.data(), p * n);
+              tf.dispose([scored.pred, ...(scored.conf ? [scored.conf] : [])]);
+            }
+          } finally {
+            adv.dispose();
+          }
+        }
+      }
+    } finally {
+      tf.dispose([x, labels]);
+    }
+    // float32 softmax can round a near-certain class to a hair above 1.
+    for (let i = 0; i < confidence.length; i++) confidence[i] = Math.min(1, Math.max(0, confidence[i]!));
+    const endMs = performance.timeOrigin + performance.now();
+    return {
+      ok: true,
+      index: task.index,
+      count: n,
+      workerId: this.workerId,
+      startMs,
+      endMs,
+      gradEvals,
+      forwardEvals,
+      clean,
+      success,
+      linf,
+      l2,
+      confidence,
+      minEps,
+      preds,
+      pixelCount: kept,
+      adversarial,
+      tensors: tf.memory().numTensors,
+    };
+  }
+
+  /** {@link run}, with a thrown error returned as plain data. */
+  async runSafely(task: EvalTask): Promise<EvalTaskResult | EvalTaskFailure> {
+    try {
+      return await this.run(task);
+    } catch (e) {
+      return describeFailure(e);
+    }
+  }
+
+  private async applyHooks(task: EvalTask): Promise<void> {
+    const hooks = this.setup.hooks;
+    if (!hooks) return;
+    if (hooks.delayMs) await sleep(hooks.delayMs);
+    if (hooks.crashOnId !== undefined && this.workerId !== 'main' && task.ids.includes(hooks.crashOnId)) {
+      if (task.attempt < (hooks.crashAttempts ?? 1)) process.exit(70);
+    }
+  }
+}
+
+/** FNV-1a over the UTF-16 code units: a stable 32-bit name for an attack or model id. */
+export function hashId(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/**
+ * The seed of a batch: from the run's seed and the source position of the batch's first record, so
+ * that it does not depend on which worker runs the batch, nor on when.
+ */
+export function batchSeed(seed: number, first: number): number {
+  return deriveSeed(seed, first);
+}
+
+/**
+ * The seed of one (attack, source model) run on a batch: it depends on the batch seed and on the two
+ * ids only, so a result is the same whichever worker computes it and whatever else is evaluated.
+ */
+export function pairSeed(batchSeedValue: number, attackId: string, modelId: string): number {
+  return deriveSeed(batchSeedValue, hashId(attackId), hashId(modelId));
+}
