@@ -19,7 +19,14 @@ export {
   type InitBackendOptions,
 } from './backend/index.js';
 export * from './data/index.js';
-export { LOSS_NAMES, inputSize, type Classifier, type LossName } from './models/classifier.js';
+export {
+  LOSS_NAMES,
+  inputSize,
+  type Classifier,
+  type EnergyClassifier,
+  type LossName,
+  type PrototypeClassifier,
+} from './models/classifier.js';
 export {
   buildClassifier,
   loadArtifact,
@@ -43,3 +50,4 @@ export {
 } from './attacks/index.js';
 export * from './stats/index.js';
 export * from './report/index.js';
+export * from './detect/index.js';

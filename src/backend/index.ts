@@ -161,7 +161,8 @@ export async function traceKernels(fn: () => tf.TensorContainer): Promise<string
       const out = fn();
       return out as tf.Tensor | tf.Tensor[];
     });
-    return [...new Set(info.kernelNames)].sort();
+    // The profile also lists op scopes (`logSoftmax__op`) and unnamed entries: keep kernels only.
+    return [...new Set(info.kernelNames)].filter((k) => tf.getKernel(k, 'cpu') !== undefined).sort();
   } finally {
     await tf.setBackend(previous);
   }

@@ -35,6 +35,23 @@ export interface Classifier {
   dispose(): void;
 }
 
+/** A Dense Associative Memory: also exposes the energy of an input. */
+export interface EnergyClassifier extends Classifier {
+  /**
+   * β·E at the input's lowest one-hot label state, `[B]`:
+   * −max_α Σ_μ relu((s_μ + 2ξ^μ_α)/T)^n. Low for inputs the memories explain well.
+   */
+  energy(x: Tensor2D): Tensor1D;
+}
+
+/** A prototype model (DRP): also exposes its embedding and its frozen prototypes. */
+export interface PrototypeClassifier extends Classifier {
+  /** The embedding f(x), `[B, d]`. */
+  embed(x: Tensor2D): Tensor2D;
+  /** The prototypes P, `[C, d]` (a copy the caller owns). */
+  prototypes(): Tensor2D;
+}
+
 /** The flat input size of a model: height × width × channels. */
 export function inputSize(model: Pick<Classifier, 'inputShape'>): number {
   const [h, w, c] = model.inputShape;

@@ -8,7 +8,7 @@
  * per-memory normalised step whose largest component is exactly ε_t, then clipping to [-1,1].
  */
 import { tf, type NamedTensorMap, type Tensor, type Tensor1D, type Tensor2D, type Variable } from '../../backend/index.js';
-import type { Classifier, LossName } from '../classifier.js';
+import type { Classifier, EnergyClassifier, LossName } from '../classifier.js';
 import { crossEntropy, dense, freezeDense, intPow, rectPow, type DenseWeights } from '../ops.js';
 import type { Family, FamilyConfig, Trainer } from '../family.js';
 import { toVariables } from '../train-kit.js';
@@ -53,13 +53,23 @@ interface DamWeights {
   label: Tensor2D; // xi_c [10, K]
 }
 
-/** The pre-tanh class scores β Σ_μ [F_n(s_μ + 2ξ^μ_α) − F_n(s_μ)], `[B, 10]`. */
-function damLogits(w: DamWeights, c: DamConfig, x: Tensor2D, temperature: number): Tensor2D {
+/**
+ * Per class α, β Σ_μ F_n(s_μ + 2ξ^μ_α): the (negated, β-scaled) energy with label α on and the other
+ * labels off, `gain` `[B, 10]`; and the all-off term β Σ_μ F_n(s_μ), `base` `[B, 1]`.
+ */
+function damTerms(w: DamWeights, c: DamConfig, x: Tensor2D, temperature: number): { gain: Tensor2D; base: Tensor2D } {
   const v = tf.sub(tf.mul(x, 2), 1) as Tensor2D; // pixels [0,1] → DAM's [-1,1]
   const s = tf.sub(dense(v, w.visible), tf.sum(w.label, 0)) as Tensor2D; // [B, K]
   const on = tf.add(tf.expandDims(s, 2), tf.mul(2, tf.transpose(w.label))); // [B, K, 10]
-  const gain = tf.sum(rectPow(tf.div(on, temperature), c.n), 1); // [B, 10]
-  const base = tf.sum(rectPow(tf.div(s, temperature), c.n), 1, true); // [B, 1]
+  return {
+    gain: tf.sum(rectPow(tf.div(on, temperature), c.n), 1) as Tensor2D,
+    base: tf.sum(rectPow(tf.div(s, temperature), c.n), 1, true) as Tensor2D,
+  };
+}
+
+/** The pre-tanh class scores β Σ_μ [F_n(s_μ + 2ξ^μ_α) − F_n(s_μ)], `[B, 10]`. */
+function damLogits(w: DamWeights, c: DamConfig, x: Tensor2D, temperature: number): Tensor2D {
+  const { gain, base } = damTerms(w, c, x, temperature);
   return tf.sub(gain, base) as Tensor2D;
 }
 
@@ -69,13 +79,14 @@ function damLoss(logits: Tensor2D, labels: Tensor1D, c: DamConfig): Tensor1D {
   return tf.sum(intPow(tf.sub(tf.tanh(logits), t), 2 * c.m), 1) as Tensor1D;
 }
 
-function damClassifier(id: string, c: DamConfig, w: DamWeights, temperature: () => number, owned: Tensor[]): Classifier {
+function damClassifier(id: string, c: DamConfig, w: DamWeights, temperature: () => number, owned: Tensor[]): EnergyClassifier {
   return {
     id,
     family: 'dam',
     inputShape: c.inputShape,
     numClasses: c.classes,
     scores: (x) => damLogits(w, c, x, temperature()),
+    energy: (x) => tf.neg(tf.max(damTerms(w, c, x, temperature()).gain, 1)) as Tensor1D,
     loss(name: LossName, x, labels) {
       const logits = damLogits(w, c, x, temperature());
       return name === 'model' ? damLoss(logits, labels, c) : crossEntropy(logits, labels);

@@ -9,7 +9,7 @@
  * matmuls so that they train on WASM, which lacks Conv2DBackpropFilter.
  */
 import { tf, type NamedTensorMap, type Tensor, type Tensor1D, type Tensor2D, type Tensor4D } from '../../backend/index.js';
-import type { Classifier, LossName } from '../classifier.js';
+import type { LossName, PrototypeClassifier } from '../classifier.js';
 import { crossEntropy, dense, freezeDense, type DenseWeights } from '../ops.js';
 import type { Family, FamilyConfig } from '../family.js';
 import { optimizerTrainer, toVariables } from '../train-kit.js';
@@ -157,13 +157,15 @@ function protoLoss(z: Tensor2D, labels: Tensor1D, prototypes: Tensor2D, classes:
   return tf.max(tf.abs(tf.sub(z, target)), 1) as Tensor1D;
 }
 
-function classifier(id: string, c: DrpConfig, net: Backbone, prototypes: Tensor2D, protos: DenseWeights, owned: Tensor[]): Classifier {
+function classifier(id: string, c: DrpConfig, net: Backbone, prototypes: Tensor2D, protos: DenseWeights, owned: Tensor[]): PrototypeClassifier {
   return {
     id,
     family: 'drp',
     inputShape: c.inputShape,
     numClasses: c.classes,
     scores: (x) => protoScores(c, embed(c, net, x), protos),
+    embed: (x) => embed(c, net, x),
+    prototypes: () => tf.clone(prototypes),
     loss(name: LossName, x, labels) {
       const z = embed(c, net, x);
       return name === 'model' ? protoLoss(z, labels, prototypes, c.classes) : crossEntropy(protoScores(c, z, protos), labels);
