@@ -113,4 +113,34 @@ describe('model artifacts', () => {
     loaded.dispose();
     model.dispose();
   });
+
+  it("loads a user's tfjs GraphModel (a classifier with logits) through the same interface", async () => {
+    const w = tf.randomNormal([784, 10], 0, 0.05, 'float32', 9);
+    const folder = path.join(dir, 'graph');
+    await mkdir(folder, { recursive: true });
+    const dims = (...d: number[]) => ({ dim: d.map((size) => ({ size: String(size) })) });
+    const modelTopology = {
+      node: [
+        { name: 'x', op: 'Placeholder', attr: { dtype: { type: 'DT_FLOAT' }, shape: { shape: dims(-1, 784) } } },
+        { name: 'w', op: 'Const', attr: { dtype: { type: 'DT_FLOAT' }, value: { tensor: { dtype: 'DT_FLOAT', tensorShape: dims(784, 10) } } } },
+        { name: 'logits', op: 'MatMul', input: ['x', 'w'], attr: { T: { type: 'DT_FLOAT' }, transpose_a: { b: false }, transpose_b: { b: false } } },
+      ],
+      library: {},
+      versions: { producer: 1 },
+    };
+    await writeFile(
+      path.join(folder, 'model.json'),
+      JSON.stringify({ format: 'graph-model', modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: [{ name: 'w', shape: [784, 10], dtype: 'float32' }] }] }),
+    );
+    await writeFile(path.join(folder, 'w.bin'), new Uint8Array((await w.data()).buffer));
+    const loaded = await buildClassifier(await loadArtifact(folder));
+    expect(loaded).toMatchObject({ family: 'tfjs-graph', numClasses: 10, inputShape: [28, 28, 1] });
+    const x = tf.randomUniform([3, 784], 0, 1, 'float32', 5) as Tensor2D;
+    const expected = tf.matMul(x, w).dataSync();
+    const got = loaded.scores(x).dataSync();
+    expected.forEach((v, i) => expect(got[i]).toBeCloseTo(v, 4));
+    const g = tf.grad((input) => tf.sum(loaded.loss('ce', input as Tensor2D, tf.tensor1d([1, 2, 3], 'int32'))))(x);
+    expect(tf.norm(g).dataSync()[0]).toBeGreaterThan(0);
+    loaded.dispose();
+  });
 });
