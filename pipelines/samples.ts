@@ -156,19 +156,12 @@ export interface SampleLine {
   shape?: [number, number, number];
   /** The clean image, `"u8:<base64>"`. */
   pixels?: string;
-  adversarials: {
-    attack: string;
-    source: string;
-    success: boolean;
-    linf: number;
-    l2: number;
-    confidence: number;
-    preds: Record<string, number>;
+  adversarials: (Omit<AdversarialResult, 'minEps'> & {
     /** Minimal-ε attacks only; `null` where the attack never succeeded. */
     min_eps?: number | null;
     /** The adversarial image, `"u8:<base64>"`. */
     adversarial?: string;
-  }[];
+  })[];
 }
 
 /**
