@@ -1,6 +1,7 @@
 /**
- * The public surface of advstream's dataflows (`advstream/pipelines`): the streaming evaluation,
- * the small operators it is built from, its sinks and checkpoints, and training.
+ * The public surface of advstream's dataflows (`advstream/pipelines`): the streaming evaluation and
+ * the streaming audit, the small operators and the task runner they are built from, their sinks and
+ * checkpoints, the audit service and benchmark, and training.
  */
 export {
   DEFAULT_ATTACKS,
@@ -21,7 +22,50 @@ export {
   type StatsEvery,
   type StopReason,
 } from './evaluate.js';
-export { batchRecords, inIndexOrder, runTasks, type BatchOptions, type RunTasksOptions } from './operators.js';
+export {
+  batchRecords,
+  inIndexOrder,
+  pooledBatches,
+  runTasks,
+  type BatchOptions,
+  type PooledBatch,
+  type PooledBatchesOptions,
+  type RunTasksOptions,
+} from './operators.js';
+export {
+  EVAL_TASKS,
+  isWorkerCrash,
+  mainThread,
+  workerPool,
+  type BatchRunner,
+  type TaskKind,
+  type TaskRunner,
+} from './runner.js';
+export {
+  audit,
+  auditAdversarial,
+  AuditStats,
+  createAuditStream,
+  type AuditEvent,
+  type AuditOperatorOptions,
+  type AuditOptions,
+  type AuditStartEvent,
+  type AuditStopReason,
+  type AuditStreamOptions,
+  type AuditSummary,
+  type AuditSummaryEvent,
+  type AuditVerdictEvent,
+} from './audit.js';
+export { openAuditor, type AuditInfo, type Auditor, type AuditorOptions, type AuditVerdict } from './auditor.js';
+export { AUDIT_TASKS, DEFAULT_DETECTORS, type AuditPoolOptions } from './audit-pool.js';
+export {
+  calibrationStage,
+  DEFAULT_CALIBRATION_DATA,
+  DEFAULT_FPR,
+  type CalibrationData,
+  type CalibrationOptions,
+  type CalibrationProgress,
+} from './calibrate.js';
 export {
   imagePixels,
   isWorstCase,
@@ -37,6 +81,21 @@ export {
   type SampleLine,
   type WorstCaseGroup,
 } from './samples.js';
+export {
+  auditBench,
+  DEFAULT_ADAPTIVE,
+  DEFAULT_BENCH_ATTACKS,
+  DEFAULT_BENCH_SOURCES,
+  DEFAULT_SURROGATE,
+  rocLines,
+  type AuditBenchOptions,
+  type AuditBenchResult,
+  type BenchDetectorResult,
+  type BenchPairResult,
+  type BenchSourceKind,
+  type RocLine,
+} from './audit-bench.js';
+export { createAuditServer, type AuditServer, type AuditServerOptions } from './serve.js';
 export { readCheckpoint, type CheckpointConfig, type EvalCheckpoint } from './checkpoint.js';
 export { SamplesFile, webhookSink, type WebhookOptions, type WebhookReport, type WebhookSink } from './sinks.js';
 export { batchSeed, pairSeed, type EvalTestHooks } from '../workers/eval-task.js';

@@ -2,7 +2,7 @@
  * The small operators `evaluate` is built from. Each is generic and tested alone (empty, one, many,
  * error, early unsubscribe).
  */
-import { mergeMap, Observable, Subscription, type OperatorFunction } from 'rxjs';
+import { map, mergeMap, Observable, Subscription, takeUntil, tap, type OperatorFunction } from 'rxjs';
 import { Errors } from '../src/errors.js';
 
 export interface BatchOptions {
@@ -165,4 +165,110 @@ export function inIndexOrder<T>(indexOf: (value: T) => number, first = 0): Opera
         },
       });
     });
+}
+
+export interface PooledBatchesOptions<T, R> {
+  /** Records per batch. */
+  batch: number;
+  /** Batches running at once, at most; also what the reorder buffer is bounded by (twice it). */
+  maxInFlight: number;
+  /** Runs one batch; see {@link runTasks} for attempts and the signal. */
+  run: (items: T[], index: number, attempt: number, signal: AbortSignal) => Promise<R>;
+  /** Further attempts for a batch whose failure `retryable` accepts; default 0. */
+  retries?: number;
+  retryable?: (error: unknown) => boolean;
+  onRetry?: (index: number, attempt: number, error: unknown) => void;
+  /**
+   * Where the pipeline asks its source for records, when the source is pull-based (a source's
+   * `toObservable({ demand$ })`): `maxInFlight` batches at first, then one batch as each completes
+   * and the ones before it are out. Without it the source pushes at its own pace (RxJS has no
+   * backpressure) and its records wait in the batching buffer.
+   */
+  demand?: { next(count: number): void };
+  /**
+   * Stop reading when this emits: the records already read still run (the last batch short), the
+   * batches in flight finish, then the output completes.
+   */
+  until$?: Observable<unknown>;
+}
+
+/** One finished batch: its items and the result of running them, in source order. */
+export interface PooledBatch<T, R> {
+  index: number;
+  items: T[];
+  result: R;
+}
+
+/**
+ * Records → batches of `batch` → `run` (at most `maxInFlight` at once) → results in source order.
+ * With `demand`, the source is pulled, never pushed: at most `maxInFlight` batches are pulled but
+ * not finished, and at most `2·maxInFlight` are ahead of the last one emitted. Unsubscribing
+ * aborts the batches in flight.
+ *
+ * @example
+ *   const demand$ = new Subject<number>();
+ *   pooledBatches(source.toObservable({ demand$ }), { batch: 32, maxInFlight: 4, demand: demand$,
+ *     run: (records, i, attempt, signal) => runner.run(taskOf(records), signal) });
+ */
+export function pooledBatches<T, R>(records$: Observable<T>, options: PooledBatchesOptions<T, R>): Observable<PooledBatch<T, R>> {
+  const { batch, maxInFlight, demand } = options;
+  if (!(Number.isSafeInteger(maxInFlight) && maxInFlight > 0)) throw Errors.badArgument(`maxInFlight must be a positive integer, got ${maxInFlight}`);
+  return new Observable<PooledBatch<T, R>>((subscriber) => {
+    let opened = 0;
+    let completed = 0;
+    let emitted = 0;
+    let next = 0;
+    let reading = true;
+    const topUp = () => {
+      if (!demand) return;
+      while (reading && opened - completed < maxInFlight && opened < emitted + 2 * maxInFlight) {
+        opened++;
+        demand.next(batch);
+      }
+    };
+    const flow = (options.until$ ? records$.pipe(takeUntil(options.until$)) : records$)
+      .pipe(
+        batchRecords(batch),
+        map((items) => ({ index: next++, items })),
+        runTasks(
+          async ({ index, items }, attempt, signal): Promise<PooledBatch<T, R>> => ({
+            index,
+            items,
+            result: await options.run(items, index, attempt, signal),
+          }),
+          {
+            concurrency: maxInFlight,
+            retries: options.retries ?? 0,
+            retryable: options.retryable ?? (() => false),
+            onRetry: ({ index }, attempt, e) => options.onRetry?.(index, attempt, e),
+            describe: ({ index }) => `batch ${index}`,
+          },
+        ),
+        tap(() => {
+          completed++;
+          topUp();
+        }),
+        inIndexOrder((d) => d.index),
+      )
+      .subscribe({
+        next: (d) => {
+          emitted++;
+          subscriber.next(d);
+          topUp();
+        },
+        error: (e: unknown) => {
+          reading = false;
+          subscriber.error(e);
+        },
+        complete: () => {
+          reading = false;
+          subscriber.complete();
+        },
+      });
+    topUp();
+    return () => {
+      reading = false;
+      flow.unsubscribe();
+    };
+  });
 }

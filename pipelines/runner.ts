@@ -1,50 +1,73 @@
 /**
  * Where batches run: a piscina pool of worker threads, or the main thread (tfjs-node, which cannot
- * load in a worker). Both run the same {@link EvalRuntime}; the pipeline sees one interface.
+ * load in a worker). Both run the same runtime of a {@link TaskKind}; the pipeline sees one
+ * interface. The evaluation and the audit are two task kinds on this one runner.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Piscina } from 'piscina';
 import { AdvstreamError, Errors } from '../src/errors.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
-import {
-  EvalRuntime,
-  type EvalReady,
-  type EvalSetup,
-  type EvalTask,
-  type EvalTaskFailure,
-  type EvalTaskResult,
-} from '../workers/eval-task.js';
-import type { EvalMessage } from '../workers/eval-worker.js';
+import { EvalRuntime, type EvalReady, type EvalSetup, type EvalTask, type EvalTaskFailure, type EvalTaskResult } from '../workers/eval-task.js';
+import type { TaskFailure, TaskRuntime, WorkerMessage } from '../workers/protocol.js';
 
 /**
- * Runs batches somewhere. `run` rejects with a WORKER_FAILED error whose `details.crashed` is true
- * when the thread running the batch died (the batch may be retried elsewhere), with the task's own
+ * Runs tasks somewhere. `run` rejects with a WORKER_FAILED error whose `details.crashed` is true
+ * when the thread running the task died (the task may be retried elsewhere), with the task's own
  * error when the task failed (retrying would fail again), and with the signal's reason when aborted.
  */
-export interface BatchRunner {
+export interface TaskRunner<Task, Result, Ready> {
   readonly mode: 'pool' | 'main-thread';
-  /** Threads that run batches at once. */
+  /** Threads that run tasks at once. */
   readonly threads: number;
-  /** Starts one thread's runtime and describes the backend and models. */
-  ready(): Promise<EvalReady>;
-  run(task: EvalTask, signal: AbortSignal): Promise<EvalTaskResult>;
+  /** Starts one thread's runtime and describes it. */
+  ready(): Promise<Ready>;
+  run(task: Task, signal: AbortSignal): Promise<Result>;
   /** Aborts whatever still runs and frees the threads; safe to call twice. */
   close(): Promise<void>;
 }
 
-/** The compiled worker file: piscina loads JavaScript, so tests (from source) and dist share it. */
+/**
+ * A kind of task: its compiled task file (for pools), how one attempt sends a task (a copy whose
+ * buffers it may transfer, so that a retry can send the original again), and its runtime (for the
+ * main thread).
+ */
+export interface TaskKind<Setup, Task, Result, Ready> {
+  /** Names the kind in errors. */
+  readonly name: string;
+  /** The compiled task file: piscina loads JavaScript, so tests (from source) and dist share it. */
+  readonly file: string;
+  send(task: Task): { task: Task; transfer: ArrayBuffer[] };
+  create(setup: Setup, workerId: string): Promise<TaskRuntime<Task, Result, Ready>>;
+}
+
+/** The runner of `evaluate`. */
+export type BatchRunner = TaskRunner<EvalTask, EvalTaskResult, EvalReady>;
+
+/** The compiled worker file of the evaluation. */
 export const EVAL_WORKER_FILE = path.join(PACKAGE_ROOT, 'dist', 'workers', 'eval-worker.js');
 
+/** The evaluation as a task kind. */
+export const EVAL_TASKS: TaskKind<EvalSetup, EvalTask, EvalTaskResult, EvalReady> = {
+  name: 'evaluation',
+  file: EVAL_WORKER_FILE,
+  send(task) {
+    const pixels = task.pixels.slice();
+    const labels = task.labels.slice();
+    return { task: { ...task, pixels, labels }, transfer: [pixels.buffer, labels.buffer] };
+  },
+  create: (setup, workerId) => EvalRuntime.create(setup, workerId),
+};
+
 /** Rebuilds a task failure as the error it was. */
-export function failureError(f: EvalTaskFailure): Error {
+export function failureError(f: EvalTaskFailure | TaskFailure): Error {
   if (f.error.code) return new AdvstreamError(f.error.code, f.error.message, f.error.details ?? {});
   const e = new Error(f.error.message);
   if (f.error.stack) e.stack = f.error.stack;
   return e;
 }
 
-function isFailure(value: unknown): value is EvalTaskFailure {
+function isFailure(value: unknown): value is TaskFailure {
   return typeof value === 'object' && value !== null && (value as { ok?: unknown }).ok === false;
 }
 
@@ -54,15 +77,19 @@ export function isWorkerCrash(e: unknown): e is AdvstreamError {
 }
 
 /**
- * A pool of `threads` workers, each set up once from `setup` (carried in `workerData`: the model
- * bytes cross to each thread once, at its start).
+ * A pool of `threads` workers running `kind`'s task file, each set up once from `setup` (carried in
+ * `workerData`: model bytes cross to each thread once, at its start).
+ *
+ * @example
+ *   const runner = workerPool(EVAL_TASKS, { models, attacks: ['fgsm:eps=0.1'] }, 4);
+ *   try { const result = await runner.run(task, signal); } finally { await runner.close(); }
  */
-export function poolRunner(setup: EvalSetup, threads: number): BatchRunner {
-  if (!existsSync(EVAL_WORKER_FILE)) {
-    throw Errors.workerFailed(`the worker file ${EVAL_WORKER_FILE} is missing: build advstream first (npx tsc -p .)`);
+export function workerPool<Setup, Task, Result, Ready>(kind: TaskKind<Setup, Task, Result, Ready>, setup: Setup, threads: number): TaskRunner<Task, Result, Ready> {
+  if (!existsSync(kind.file)) {
+    throw Errors.workerFailed(`the ${kind.name} worker file ${kind.file} is missing: build advstream first (npx tsc -p .)`);
   }
-  const pool = new Piscina<EvalMessage, unknown>({
-    filename: EVAL_WORKER_FILE,
+  const pool = new Piscina<WorkerMessage<Task>, unknown>({
+    filename: kind.file,
     minThreads: threads,
     maxThreads: threads,
     // Threads stay for the whole run: their setup (backend, models) is the expensive part.
@@ -73,7 +100,7 @@ export function poolRunner(setup: EvalSetup, threads: number): BatchRunner {
   pool.on('error', () => {});
   let closed: Promise<void> | undefined;
 
-  const call = async (message: EvalMessage, signal?: AbortSignal, transferList?: ArrayBuffer[]): Promise<unknown> => {
+  const call = async (message: WorkerMessage<Task>, signal?: AbortSignal, transferList?: ArrayBuffer[]): Promise<unknown> => {
     let out: unknown;
     try {
       out = await pool.run(message, { ...(signal ? { signal } : {}), ...(transferList ? { transferList } : {}) });
@@ -88,22 +115,20 @@ export function poolRunner(setup: EvalSetup, threads: number): BatchRunner {
   return {
     mode: 'pool',
     threads,
-    ready: async () => (await call({ kind: 'ready' })) as EvalReady,
+    ready: async () => (await call({ kind: 'ready' })) as Ready,
     async run(task, signal) {
       // Each attempt sends its own copy: a transferred buffer is gone if that attempt's worker dies.
-      const pixels = task.pixels.slice();
-      const labels = task.labels.slice();
-      const sent: EvalTask = { ...task, pixels, labels };
-      return (await call({ kind: 'batch', task: sent }, signal, [pixels.buffer, labels.buffer])) as EvalTaskResult;
+      const sent = kind.send(task);
+      return (await call({ kind: 'batch', task: sent.task }, signal, sent.transfer)) as Result;
     },
     close: () => (closed ??= pool.destroy()),
   };
 }
 
-/** The main thread, one batch at a time: for tfjs-node, and for debugging. */
-export function mainThreadRunner(setup: EvalSetup): BatchRunner {
-  let runtime: Promise<EvalRuntime> | undefined;
-  const get = () => (runtime ??= EvalRuntime.create(setup, 'main'));
+/** The main thread, one task at a time: for tfjs-node, and for debugging. */
+export function mainThread<Setup, Task, Result, Ready>(kind: TaskKind<Setup, Task, Result, Ready>, setup: Setup): TaskRunner<Task, Result, Ready> {
+  let runtime: Promise<TaskRuntime<Task, Result, Ready>> | undefined;
+  const get = () => (runtime ??= kind.create(setup, 'main'));
   let queue: Promise<unknown> = Promise.resolve();
   return {
     mode: 'main-thread',
@@ -119,4 +144,14 @@ export function mainThreadRunner(setup: EvalSetup): BatchRunner {
     },
     close: async () => {},
   };
+}
+
+/** A pool of evaluation workers. */
+export function poolRunner(setup: EvalSetup, threads: number): BatchRunner {
+  return workerPool(EVAL_TASKS, setup, threads);
+}
+
+/** The evaluation in the main thread. */
+export function mainThreadRunner(setup: EvalSetup): BatchRunner {
+  return mainThread(EVAL_TASKS, setup);
 }

@@ -11,9 +11,10 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { initBackend, tf, type BackendInfo } from '../src/backend/index.js';
 import { deriveSeed, parseAttackSpec, type Attack } from '../src/attacks/index.js';
-import { Errors, isAdvstreamError, type ErrorCode } from '../src/errors.js';
+import { Errors } from '../src/errors.js';
 import { buildClassifier, type ModelArtifact } from '../src/models/artifact.js';
 import { inputSize, type Classifier } from '../src/models/classifier.js';
+import { describeFailure, type TaskFailure, type TaskRuntime } from './protocol.js';
 
 /**
  * Test-only hooks, carried in the pool's `workerData`; never set them outside tests. They make a
@@ -94,11 +95,8 @@ export interface EvalTaskResult {
   tensors: number;
 }
 
-/** A task that threw: plain data, because an error's `code` does not survive a thread crossing. */
-export interface EvalTaskFailure {
-  ok: false;
-  error: { code?: ErrorCode; message: string; details?: Record<string, unknown>; stack?: string };
-}
+/** A task that threw, as plain data (see {@link TaskFailure}). */
+export type EvalTaskFailure = TaskFailure;
 
 /** What a runtime says about itself once started. */
 export interface EvalReady {
@@ -112,12 +110,7 @@ export function resultBuffers(r: EvalTaskResult): ArrayBuffer[] {
   return [r.clean, r.success, r.linf, r.l2, r.confidence, r.minEps, r.preds, r.adversarial].map((a) => a.buffer as ArrayBuffer);
 }
 
-/** A thrown value as plain data. */
-export function describeFailure(e: unknown): EvalTaskFailure {
-  if (isAdvstreamError(e)) return { ok: false, error: { code: e.code, message: e.message, details: e.details } };
-  const err = e instanceof Error ? e : new Error(String(e));
-  return { ok: false, error: { message: err.message, ...(err.stack ? { stack: err.stack } : {}) } };
-}
+export { describeFailure };
 
 function sum(counts: Uint32Array): number {
   let total = 0;
@@ -129,7 +122,7 @@ function sum(counts: Uint32Array): number {
  * One thread's evaluation state: the backend, started once; a model cache keyed by model id, each
  * built from its artifact bytes on first use; the parsed attacks.
  */
-export class EvalRuntime {
+export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalReady> {
   private readonly cache = new Map<string, Promise<Classifier>>();
   private readonly attacks: Attack[];
 

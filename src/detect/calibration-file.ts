@@ -47,6 +47,7 @@ const calibrationSchema = z.object({
   detectors: z.record(z.string(), scoreCalibration),
   combined: scoreCalibration.nullable(),
   source: z.string().optional(),
+  provenance: z.record(z.string(), z.unknown()).optional(),
 });
 
 /**

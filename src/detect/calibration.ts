@@ -45,6 +45,12 @@ export interface Calibration {
   combined: ScoreCalibration | null;
   /** Free description of the clean data, for reports (`mnist:train limit=50000`). */
   source?: string;
+  /**
+   * Free JSON on how it was made (the audit pipeline records the clean data and which records each
+   * stage used, the models' SHA-256, the advstream version), so that a cached calibration can be
+   * recognised as stale when any of them changes.
+   */
+  provenance?: Record<string, unknown>;
 }
 
 export type CalibrationStage = 'detectors' | 'combined';

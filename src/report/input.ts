@@ -179,7 +179,7 @@ const PASSED_OVER = new Set(['batch']);
 /**
  * Reads a run's events: `start` (provenance), `stats` (periodic), `final`, and `roc` lines of an
  * audit. A run without `final` (interrupted) is built from its last `stats` line and marked
- * incomplete; a torn last line is then passed over with a warning, a bad line anywhere else is an
+ * incomplete; a file of `roc` lines alone (`audit-bench --roc`) gives a report of its detectors; a torn last line is then passed over with a warning, a bad line anywhere else is an
  * error naming file and line.
  */
 export async function readRun(lines: AsyncIterable<InputLine>, file: string): Promise<Run> {
@@ -241,6 +241,11 @@ export async function readRun(lines: AsyncIterable<InputLine>, file: string): Pr
     throw Errors.badSource({ file }, 'no events: expected the NDJSON that advstream eval writes (start, stats, final lines)');
   }
   const chosen = final ?? lastStats;
+  if (!chosen && !torn && rocs.length > 0) {
+    // Detector curves alone (`advstream audit-bench --roc`): a report of its Detectors section.
+    for (const [type, n] of unknownTypes) warnings.push(`passed over ${n} line(s) of unknown type '${type}'`);
+    return { file, complete: true, summary: { images: 0, models: {}, transfer: {} }, summaryLine: 0, start, throughput, rocs, warnings };
+  }
   if (!chosen) {
     if (torn) throw torn;
     throw Errors.badSource({ file }, 'no final or stats line: the run stopped before its first statistics, nothing to report');

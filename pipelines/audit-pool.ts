@@ -1,0 +1,135 @@
+/**
+ * The audit's worker pool: the detector plan parsed, its models (and any attack sources) loaded in
+ * the main thread, their bytes carried to each thread once, and the plan bound there. Calibration,
+ * the audit itself, the service and audit-bench all run their batches on one such pool.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { formatShape, type Shape } from '../src/data/index.js';
+import { planDetectors, planModels, type DetectorPlan, type PlanOptions } from '../src/detect/index.js';
+import { Errors } from '../src/errors.js';
+import { loadArtifact, type ModelArtifact } from '../src/models/artifact.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
+import {
+  AuditRuntime,
+  sendAuditTask,
+  type AuditReady,
+  type AuditSetup,
+  type AuditTask,
+  type AuditTaskResult,
+  type AuditTestHooks,
+} from '../workers/audit-task.js';
+import { modelDigest } from './checkpoint.js';
+import { mainThread, workerPool, type TaskKind, type TaskRunner } from './runner.js';
+
+/**
+ * The detectors of an audit that names none: the order-disagreement audit of Krotov & Hopfield
+ * (ReLU MLP against DAMs of order 20 and 30), feature squeezing and noise instability on the MLP, and
+ * their combined score. Every model they use is in the shipped zoo (`zoo:mlp-relu`, `zoo:dam-n20`,
+ * `zoo:dam-n30`).
+ */
+export const DEFAULT_DETECTORS: readonly string[] = ['order-disagreement', 'feature-squeezing', 'noise-instability', 'combined'];
+
+/** The compiled worker file of the audit. */
+export const AUDIT_WORKER_FILE = path.join(PACKAGE_ROOT, 'dist', 'workers', 'audit-worker.js');
+
+/** The audit as a task kind of the shared runner. */
+export const AUDIT_TASKS: TaskKind<AuditSetup, AuditTask, AuditTaskResult, AuditReady> = {
+  name: 'audit',
+  file: AUDIT_WORKER_FILE,
+  send: sendAuditTask,
+  create: (setup, workerId) => AuditRuntime.create(setup, workerId),
+};
+
+export interface AuditPoolOptions {
+  /** Detector specs; default {@link DEFAULT_DETECTORS}. */
+  detectors?: readonly string[];
+  /** Models for the roles the specs leave unnamed (see `PlanOptions.roles`). */
+  roles?: PlanOptions['roles'];
+  /** Worker threads; default `os.availableParallelism()`. */
+  workers?: number;
+  /** Force a backend. `tensorflow` (tfjs-node) runs in the main thread, without a pool. */
+  backend?: string;
+  /** Run batches in the main thread even without tfjs-node. */
+  mainThread?: boolean;
+  /** Test only: see {@link AuditTestHooks}. */
+  testHooks?: AuditTestHooks;
+}
+
+export type AuditRunner = TaskRunner<AuditTask, AuditTaskResult, AuditReady>;
+
+/** An open pool with its plan bound; close it when done. */
+export interface AuditPool {
+  runner: AuditRunner;
+  ready: AuditReady;
+  /** The plan as the threads bound it. */
+  plan: DetectorPlan;
+  /** The plan's model ids, in `planModels` order: the order of a result's `preds`. */
+  planIds: string[];
+  /** Every model of the pool: the plan's, then extra ones (attack sources). */
+  artifacts: ModelArtifact[];
+  /** SHA-256 of each model's model.json and weights, by id. */
+  digests: Record<string, string>;
+  /** The input shape every model takes, and its size. */
+  shape: Shape;
+  dim: number;
+  /** The fewest classes among the plan's models. */
+  classes: number;
+  close(): Promise<void>;
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!(Number.isSafeInteger(v) && v > 0)) throw Errors.badArgument(`${name} must be a positive integer, got ${String(value)}`);
+  return v;
+}
+
+/**
+ * Parses the detector specs, loads every model (the plan's and `extraModels`) and starts the
+ * threads, which bind the plan to their models. Specs are checked before any model is read.
+ */
+export async function openAuditPool(options: AuditPoolOptions = {}, extraModels: readonly string[] = []): Promise<AuditPool> {
+  const workers = positiveInt('workers', options.workers, os.availableParallelism());
+  const specs = options.detectors ?? DEFAULT_DETECTORS;
+  const plan = planDetectors(specs, options.roles ? { roles: options.roles } : {});
+  const planIds = planModels(plan);
+  const ids = [...planIds, ...extraModels.filter((id) => !planIds.includes(id))];
+  const artifacts: ModelArtifact[] = [];
+  for (const id of ids) {
+    if (id.startsWith('adaptive:')) continue;
+    if (!artifacts.some((a) => a.id === id)) artifacts.push(await loadArtifact(id));
+  }
+  const setup: AuditSetup = {
+    models: artifacts,
+    plan,
+    ...(options.backend !== undefined ? { backend: options.backend } : {}),
+    ...(options.testHooks ? { hooks: options.testHooks } : {}),
+  };
+  const inMain = options.mainThread ?? options.backend === 'tensorflow';
+  const runner = inMain ? mainThread(AUDIT_TASKS, setup) : workerPool(AUDIT_TASKS, setup, workers);
+  try {
+    const ready = await runner.ready();
+    const planModelsInfo = ready.models.filter((m) => planIds.includes(m.id));
+    const shape = ready.models[0]!.inputShape;
+    for (const m of ready.models) {
+      if (formatShape(m.inputShape) !== formatShape(shape)) {
+        throw Errors.badArgument(`the models take different inputs: ${ready.models.map((x) => `${x.id} ${formatShape(x.inputShape)}`).join(', ')}`);
+      }
+    }
+    return {
+      runner,
+      ready,
+      plan: ready.plan,
+      planIds,
+      artifacts,
+      digests: Object.fromEntries(artifacts.map((a) => [a.id, modelDigest(a)])),
+      shape: [...shape],
+      dim: shape[0] * shape[1] * shape[2],
+      classes: Math.min(...planModelsInfo.map((m) => m.numClasses)),
+      close: () => runner.close(),
+    };
+  } catch (e) {
+    await runner.close().catch(() => {});
+    throw e;
+  }
+}

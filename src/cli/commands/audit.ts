@@ -1,0 +1,277 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
+import os from 'node:os';
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { openRejectFile, openSource, SOURCE_KINDS, type RejectFile, type RejectSink } from '../../data/index.js';
+import { detectorNames } from '../../detect/index.js';
+import { Errors } from '../../errors.js';
+import {
+  audit,
+  DEFAULT_CALIBRATION_DATA,
+  DEFAULT_DETECTORS,
+  DEFAULT_FPR,
+  type AuditEvent,
+  type AuditorOptions,
+  type AuditSummaryEvent,
+  type CalibrationProgress,
+} from '../../../pipelines/index.js';
+import { finiteNumber, nonNegativeInt, positiveInt } from '../args.js';
+import { commandLine, gitCommit } from '../provenance.js';
+import { parseStatsEvery } from './eval.js';
+
+/** The flags every command that opens an auditor takes (audit, serve, audit-bench, calibrate). */
+export interface AuditorFlags {
+  detector?: string[];
+  role?: string[];
+  fpr: string;
+  calibration?: string;
+  calibrationData: string;
+  calibrationLimit?: string;
+  recalibrate?: boolean;
+  workers?: string;
+  batch: string;
+  backend?: string;
+}
+
+export const repeat = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
+/** Adds the detector, calibration and pool flags. */
+export function addAuditorFlags(command: Command): Command {
+  return command
+    .option('--detector <spec>', `a detector spec, e.g. noise-instability:sigma=0.05; repeat for several (default: ${DEFAULT_DETECTORS.join(', ')})`, repeat)
+    .option('--role <role=models>', "models for a role the specs leave unnamed: high=zoo:dam-n20+zoo:dam-n30, or order-disagreement.low=zoo:dam-n2; repeat", repeat)
+    .option('--fpr <rate>', 'target false-positive rate of each detector and of the combined score', String(DEFAULT_FPR))
+    .option('--calibration <file>', 'reuse this calibration if it fits the detectors, models, rate and data; else calibrate and save it here (default: .cache/calibration/<hash>.json)')
+    .option('--calibration-data <source>', `clean reference images; only their even positions are used (see docs/audit.md)`, DEFAULT_CALIBRATION_DATA)
+    .option('--calibration-limit <n>', 'at most n records per calibration stage')
+    .option('--recalibrate', 'calibrate even when the calibration file fits')
+    .option('--workers <n>', 'worker threads (default: the number of cores)')
+    .option('--batch <n>', 'records per batch', '32')
+    .option('--backend <name>', 'force a backend: wasm, cpu, or tensorflow (tfjs-node; runs in the main thread)');
+}
+
+function parseRoles(specs: readonly string[] | undefined): Record<string, string> | undefined {
+  if (!specs?.length) return undefined;
+  const roles: Record<string, string> = {};
+  for (const spec of specs) {
+    const at = spec.indexOf('=');
+    if (at <= 0 || at === spec.length - 1) throw Errors.badArgument(`--role takes ROLE=MODELS (e.g. high=zoo:dam-n20+zoo:dam-n30), got '${spec}'`);
+    roles[spec.slice(0, at).trim()] = spec.slice(at + 1).trim();
+  }
+  return roles;
+}
+
+/** The auditor options of the shared flags, progress on stderr included. */
+export function auditorOptions(flags: AuditorFlags): AuditorOptions {
+  const fpr = finiteNumber('--fpr', flags.fpr)!;
+  if (!(fpr > 0 && fpr < 1)) throw Errors.badArgument(`--fpr must be in (0, 1), got '${flags.fpr}'`);
+  const roles = parseRoles(flags.role);
+  const limit = positiveInt('--calibration-limit', flags.calibrationLimit);
+  return {
+    ...(flags.detector ? { detectors: flags.detector } : {}),
+    ...(roles ? { roles } : {}),
+    fpr,
+    ...(flags.calibration !== undefined ? { calibration: flags.calibration } : {}),
+    calibrationData: flags.calibrationData,
+    ...(limit !== undefined ? { calibrationLimit: limit } : {}),
+    ...(flags.recalibrate ? { recalibrate: true } : {}),
+    workers: positiveInt('--workers', flags.workers) ?? os.availableParallelism(),
+    batch: positiveInt('--batch', flags.batch)!,
+    ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
+    onCalibration: calibrationReporter(),
+  };
+}
+
+/** Calibration news on stderr: a live line on a terminal, a line per phase otherwise. */
+export function calibrationReporter(): (e: CalibrationProgress) => void {
+  let bar: cliProgress.SingleBar | undefined;
+  let announced = false;
+  return (e) => {
+    switch (e.phase) {
+      case 'reused':
+        process.stderr.write(`advstream: calibration: reusing ${e.file}\n`);
+        break;
+      case 'calibrating':
+        if (!announced) {
+          announced = true;
+          process.stderr.write(`advstream: calibrating on ${e.data} (${e.reason})${e.file ? ` → ${e.file}` : ''}\n`);
+          if (process.stderr.isTTY) {
+            bar = new cliProgress.SingleBar(
+              { stream: process.stderr, format: 'calibrating: stage 1 {stage1} · stage 2 {stage2} records', hideCursor: true, clearOnComplete: true },
+              cliProgress.Presets.shades_classic,
+            );
+            bar.start(0, 0, { stage1: 0, stage2: 0 });
+          }
+        }
+        bar?.update(0, { stage1: e.stage1, stage2: e.stage2 });
+        break;
+      case 'saved':
+        bar?.stop();
+        process.stderr.write(`advstream: calibration saved to ${e.file} (stage 1: ${e.stage1} records, stage 2: ${e.stage2})\n`);
+        break;
+    }
+  };
+}
+
+/** `2s`-style flags aside, the help text's list of sources and detectors. */
+export function sourcesHelp(): string {
+  const width = Math.max(...SOURCE_KINDS.map((k) => k.form.length));
+  return (
+    `\nSources:\n${SOURCE_KINDS.map((k) => `  ${k.form.padEnd(width)}  ${k.summary}`).join('\n')}\n` +
+    `\nDetectors: ${detectorNames().join(', ')} (see docs/audit.md)\n`
+  );
+}
+
+/** A synchronous line writer for `--out` (or stdout): the final line is on disk before exit. */
+export function lineWriter(file: string | undefined): { write(value: unknown): void; close(): void } {
+  if (file === undefined) return { write: (value) => void process.stdout.write(`${JSON.stringify(value)}\n`), close: () => {} };
+  let fd: number;
+  try {
+    fd = openSync(file, 'w');
+  } catch (e) {
+    throw Errors.badArgument(`cannot write ${file}: ${(e as Error).message}`);
+  }
+  return {
+    write: (value) => {
+      const bytes = Buffer.from(`${JSON.stringify(value)}\n`);
+      let at = 0;
+      while (at < bytes.length) at += writeSync(fd, bytes, at);
+    },
+    close: () => closeSync(fd),
+  };
+}
+
+const pct = (p: number | null) => (p === null ? '-' : `${(p * 100).toFixed(2)}%`);
+
+function summaryText(e: AuditSummaryEvent): string {
+  const parts = Object.entries(e.detectors).map(([k, s]) => `${k} ${pct(s.p)}`);
+  return (
+    `${e.records} records · flagged ${e.flagged.k} (${pct(e.flagged.p)}, 95% CI ${pct(e.flagged.ci[0])}–${pct(e.flagged.ci[1])}) · ` +
+    `${parts.join(' · ')}${e.rejected ? ` · ${e.rejected} rejected` : ''}` +
+    (e.records_per_s === null ? '' : ` · ${e.records_per_s.toFixed(1)} records/s`)
+  );
+}
+
+interface AuditFlags extends AuditorFlags {
+  data: string;
+  out?: string;
+  flaggedOnly?: boolean;
+  limit?: string;
+  offset?: string;
+  rejects?: string;
+  onBadRecord: string;
+  statsEvery: string;
+}
+
+export function registerAudit(program: Command): void {
+  addAuditorFlags(
+    program
+      .command('audit')
+      .description('audit images for adversarial perturbations: one NDJSON verdict per record (scores, flags, predictions, evidence) and periodic summaries')
+      .requiredOption('--data <source>', 'the images: a source URI (see below)'),
+  )
+    .option('--out <file>', 'NDJSON verdict and summary lines (default: stdout)')
+    .option('--flagged-only', 'write only the verdicts of flagged records (summaries still)')
+    .option('--limit <n>', 'audit at most n records')
+    .option('--offset <n>', 'skip the first n records')
+    .option('--rejects <file>', 'write each unreadable record to FILE as a JSON line')
+    .option('--on-bad-record <policy>', 'skip (count an unreadable record, go on) or fail (stop at the first)', 'skip')
+    .option('--stats-every <when>', 'a summary line every time span (2s) or batch count (10batches)', '2s')
+    .addHelpText('after', sourcesHelp)
+    .action(async (flags: AuditFlags) => {
+      const onBadRecord = flags.onBadRecord;
+      if (onBadRecord !== 'fail' && onBadRecord !== 'skip') throw Errors.badArgument(`--on-bad-record must be fail or skip, got '${onBadRecord}'`);
+      const statsEvery = parseStatsEvery(flags.statsEvery);
+      const limit = nonNegativeInt('--limit', flags.limit);
+      const offset = nonNegativeInt('--offset', flags.offset);
+      const options = auditorOptions(flags);
+      // The source URI is checked before FILE is created; rejects reach FILE through `sink`.
+      openSource(flags.data);
+      let rejectFile: RejectFile | undefined;
+      const sink: RejectSink = { write: (reject) => rejectFile?.write(reject) };
+      if (flags.rejects !== undefined) rejectFile = await openRejectFile(flags.rejects);
+      const out = lineWriter(flags.out);
+      const stop = new AbortController();
+      let interrupted: NodeJS.Signals | undefined;
+      let final: AuditSummaryEvent | undefined;
+      let bar: cliProgress.SingleBar | undefined;
+
+      const events = audit(
+        { uri: flags.data, ...(limit !== undefined && { limit }), ...(offset !== undefined && { offset }) },
+        {
+          ...options,
+          statsEvery,
+          stop: stop.signal,
+          onBadRecord,
+          ...(flags.rejects !== undefined && { rejects: sink }),
+          provenance: { command: commandLine(), commit: gitCommit() },
+        },
+      );
+      const handle = (e: AuditEvent) => {
+        switch (e.type) {
+          case 'start':
+            out.write(e);
+            process.stderr.write(
+              `advstream audit: ${e.detectors.length} detector(s)${e.combined ? ' + combined' : ''} at fpr ${e.fpr} on ${e.source}, ` +
+                `backend ${e.backend}${e.simd ? ' (SIMD)' : ''}, ${e.mode === 'pool' ? `${e.workers} worker(s)` : 'main thread'}\n`,
+            );
+            if (process.stderr.isTTY) {
+              bar = new cliProgress.SingleBar({ stream: process.stderr, format: '{line}', hideCursor: true }, cliProgress.Presets.shades_classic);
+              bar.start(0, 0, { line: 'auditing…' });
+            }
+            break;
+          case 'verdict':
+            if (!flags.flaggedOnly || e.flagged) out.write(e);
+            break;
+          case 'summary':
+            out.write(e);
+            bar?.update(0, { line: summaryText(e) });
+            if (e.final) final = e;
+            break;
+        }
+      };
+
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (interrupted) return;
+        interrupted = signal;
+        stop.abort();
+        process.stderr.write(`\nadvstream: ${signal}: stopping; auditing the records already read (signal again to abort)\n`);
+        process.once('SIGINT', hardStop);
+        process.once('SIGTERM', hardStop);
+      };
+      let hardStop: () => void = () => {};
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const subscription = events.subscribe({
+            next: (e) => {
+              try {
+                handle(e);
+              } catch (err) {
+                subscription.unsubscribe();
+                reject(err);
+              }
+            },
+            error: reject,
+            complete: resolve,
+          });
+          hardStop = () => {
+            subscription.unsubscribe();
+            process.stderr.write('advstream: aborted; no final summary\n');
+            resolve();
+          };
+        });
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', hardStop);
+        process.off('SIGTERM', hardStop);
+        bar?.stop();
+        out.close();
+        await rejectFile?.close();
+      }
+      if (final) process.stderr.write(`advstream audit: ${summaryText(final)}\n`);
+      if (interrupted) process.exitCode = interrupted === 'SIGINT' ? 130 : 143;
+    });
+}

@@ -1,0 +1,77 @@
+import type { Command } from 'commander';
+import { Errors } from '../../errors.js';
+import { createAuditServer, openAuditor } from '../../../pipelines/index.js';
+import { nonNegativeInt, positiveInt } from '../args.js';
+import { writeJson } from '../output.js';
+import { addAuditorFlags, auditorOptions, sourcesHelp, type AuditorFlags } from './audit.js';
+
+interface ServeFlags extends AuditorFlags {
+  port: string;
+  host: string;
+  token?: string;
+  maxBody: string;
+  queue: string;
+}
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+
+/** `1mb`, `512kb`, `65536` → bytes (binary units: 1mb = 1 MiB). */
+export function parseBytes(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  const bytes = m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (!(Number.isSafeInteger(bytes) && bytes > 0)) throw Errors.badArgument(`${flag} must be a size such as 1mb, 512kb or 65536, got '${text}'`);
+  return bytes;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export function registerServe(program: Command): void {
+  addAuditorFlags(
+    program
+      .command('serve')
+      .description('serve the audit over HTTP: POST /v1/audit, GET /healthz, GET /metrics (Prometheus)')
+      .option('--port <port>', 'TCP port (0: any free port)', '8080')
+      .option('--host <host>', 'interface to bind; anything but loopback exposes the service', '127.0.0.1')
+      .option('--token <token>', 'require Authorization: Bearer TOKEN on /v1/audit and /metrics (default: $ADVSTREAM_TOKEN)')
+      .option('--max-body <size>', 'largest request body (1mb = 1 MiB); larger ones get 413', '1mb')
+      .option('--queue <n>', 'audit requests admitted at once, running or waiting; more get 503 with Retry-After', '32'),
+  )
+    .addHelpText('after', sourcesHelp)
+    .action(async (flags: ServeFlags) => {
+      const port = nonNegativeInt('--port', flags.port)!;
+      if (port > 65535) throw Errors.badArgument(`--port must be at most 65535, got ${port}`);
+      const maxBody = parseBytes('--max-body', flags.maxBody);
+      const queue = positiveInt('--queue', flags.queue)!;
+      const token = flags.token ?? process.env.ADVSTREAM_TOKEN;
+      if (token !== undefined && token.trim() === '') throw Errors.badArgument('the token is empty');
+      const auditor = await openAuditor(auditorOptions(flags));
+      const service = createAuditServer({ auditor, maxBody, queue, ...(token !== undefined ? { token } : {}) });
+      let address;
+      try {
+        address = await service.listen(port, flags.host);
+      } catch (e) {
+        await auditor.close();
+        throw Errors.badArgument(`cannot listen on ${flags.host}:${port}: ${(e as Error).message}`);
+      }
+      if (!LOOPBACK.has(flags.host) && token === undefined) {
+        process.stderr.write(`advstream serve: warning: listening on ${flags.host} without a token: anyone who can reach it can use it\n`);
+      }
+      process.stderr.write(
+        `advstream serve: listening on ${address.url} (backend ${auditor.info.backend}, ${auditor.info.workers} worker(s), fpr ${auditor.info.fpr}` +
+          `${token !== undefined ? ', token required' : ''})\n`,
+      );
+      writeJson({ type: 'listening', url: address.url, host: address.host, port: address.port });
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals) => {
+          process.stderr.write(`advstream serve: ${signal}: finishing the requests in hand\n`);
+          process.exitCode = 0;
+          resolve();
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await service.close();
+      await auditor.close();
+    });
+}

@@ -1,0 +1,58 @@
+/**
+ * What every piscina task file shares: the two messages a pool sends (start up and describe
+ * yourself, or run one task), a failed task as plain data, and the per-thread plumbing that turns a
+ * runtime into a task file's default export. A task kind (evaluation, audit) only supplies its
+ * runtime and the buffers its results transfer.
+ */
+import { threadId, workerData } from 'node:worker_threads';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { isAdvstreamError, type ErrorCode } from '../src/errors.js';
+
+/** A message to a worker: start up and describe yourself, or run one task. */
+export type WorkerMessage<Task> = { kind: 'ready' } | { kind: 'batch'; task: Task };
+
+/** A task that threw: plain data, because an error's `code` does not survive a thread crossing. */
+export interface TaskFailure {
+  ok: false;
+  error: { code?: ErrorCode; message: string; details?: Record<string, unknown>; stack?: string };
+}
+
+/** A thrown value as plain data. */
+export function describeFailure(e: unknown): TaskFailure {
+  if (isAdvstreamError(e)) return { ok: false, error: { code: e.code, message: e.message, details: e.details } };
+  const err = e instanceof Error ? e : new Error(String(e));
+  return { ok: false, error: { message: err.message, ...(err.stack ? { stack: err.stack } : {}) } };
+}
+
+/** One thread's state for a task kind: set up once, then one task at a time. */
+export interface TaskRuntime<Task, Result, Ready> {
+  ready(): Promise<Ready>;
+  /** Runs a task; throws its error. */
+  run(task: Task): Promise<Result>;
+}
+
+/**
+ * The default export of a task file: the runtime is created from the pool's `workerData` on the
+ * first message and kept for the thread's life; a task's error comes back as a {@link TaskFailure}
+ * (a crash is the pool's to report); a result's buffers are transferred, not copied.
+ *
+ * @example
+ *   export default taskWorker((setup: EvalSetup, id) => EvalRuntime.create(setup, id), resultBuffers);
+ */
+export function taskWorker<Setup, Task, Result extends object, Ready>(
+  create: (setup: Setup, workerId: string) => Promise<TaskRuntime<Task, Result, Ready>>,
+  buffers: (result: Result) => ArrayBuffer[],
+): (message: WorkerMessage<Task>) => Promise<unknown> {
+  let runtime: Promise<TaskRuntime<Task, Result, Ready>> | undefined;
+  return async (message) => {
+    runtime ??= create(workerData as Setup, `w${threadId}`);
+    try {
+      const rt = await runtime;
+      if (message.kind === 'ready') return await rt.ready();
+      const result = await rt.run(message.task);
+      return move({ [transferableSymbol]: buffers(result), [valueSymbol]: result });
+    } catch (e) {
+      return describeFailure(e);
+    }
+  };
+}
