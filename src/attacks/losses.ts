@@ -29,12 +29,29 @@ export type Objective =
   | { readonly kind: 'scores'; readonly fn: (scores: Tensor2D) => Tensor1D }
   | { readonly kind: 'model'; readonly labels: Tensor1D; readonly sign: 1 | -1 };
 
-/** Cross-entropy of the softmax of the scores, per sample: the `ce` loss of {@link Classifier}. */
+/**
+ * Cross-entropy of the softmax of the scores, per sample: the `ce` loss of {@link Classifier}.
+ *
+ * Its gradient is CE's exact direction, rescaled per sample by 1/(1 − p_y): with q the softmax over
+ * the wrong classes only, ∇_scores CE = p − e_y = (1 − p_y)(q − e_y). A confident model saturates
+ * p_y to exactly 1 in float32, which zeroes the plain gradient and masks it from every attack;
+ * q − e_y never underflows. Every attack that ascends CE normalises its gradient per sample (sign,
+ * L2 or L1), so the rescaling changes nothing but that.
+ */
 export function crossEntropy(scores: Tensor2D, labels: Tensor1D): Tensor1D {
-  return tf.tidy(() => {
-    const logp = tf.logSoftmax(scores);
-    return tf.neg(tf.sum(tf.mul(logp, tf.oneHot(labels, scores.shape[1]).cast('float32')), 1)) as Tensor1D;
-  });
+  const f = tf.customGrad(((s: Tensor2D, save: tf.GradSaveFunc) => {
+    const onehot = tf.oneHot(labels, s.shape[1]).cast('float32');
+    save([s, onehot]);
+    return {
+      value: tf.neg(tf.sum(tf.mul(tf.logSoftmax(s), onehot), 1)),
+      gradFunc: (dy: Tensor1D, saved: tf.Tensor[]) => {
+        const [kept, hot] = saved as [Tensor2D, Tensor2D];
+        const wrong = tf.softmax(tf.sub(kept, tf.mul(hot, 1e30)));
+        return tf.mul(tf.expandDims(dy, 1), tf.sub(wrong, hot));
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(scores) as Tensor1D;
 }
 
 /**

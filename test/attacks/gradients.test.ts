@@ -75,9 +75,20 @@ for (const backend of ['cpu', 'wasm'] as const) {
               const e = ev.withGrad(x);
               const sign = t ? -1 : 1;
               const want = (xi: Tensor2D): Tensor1D => tf.mul(model.loss(loss, xi, t ?? labels), sign) as Tensor1D;
+              // The attack's CE gradient is CE's exact direction rescaled per sample by 1/(1 − p_y),
+              // so that a saturated softmax does not zero it (see crossEntropy).
+              const hot = tf.oneHot(t ?? labels, model.numClasses);
+              const rescale =
+                loss === 'ce' ? tf.div(1, tf.sub(1, tf.sum(tf.mul(tf.softmax(model.scores(x)), hot), 1, true))) : tf.scalar(1);
+              const wantGrad = tf.mul(tf.grad((xi) => tf.sum(want(xi as Tensor2D)))(x), rescale);
+              // 1 − p_y cancels in float32 when p_y is near 1: compare CE's directions row by row.
+              const cosine = tf.div(
+                tf.sum(tf.mul(e.grad, wantGrad), 1),
+                tf.mul(tf.add(tf.norm(e.grad, 2, 1), 1e-30), tf.add(tf.norm(wantGrad, 2, 1), 1e-30)),
+              );
               return [
                 tf.max(tf.abs(tf.sub(e.value, want(x)))),
-                tf.max(tf.abs(tf.sub(e.grad, tf.grad((xi) => tf.sum(want(xi as Tensor2D)))(x)))),
+                loss === 'ce' ? tf.mul(tf.max(tf.abs(tf.sub(1, cosine))), tf.max(tf.abs(e.grad))) : tf.max(tf.abs(tf.sub(e.grad, wantGrad))),
                 tf.max(tf.abs(tf.sub(e.scores, model.scores(x)))),
                 tf.max(tf.abs(e.grad)),
               ].map((v) => v.dataSync()[0]!);
