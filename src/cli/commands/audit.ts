@@ -17,6 +17,7 @@ import {
 } from '../../../pipelines/index.js';
 import { finiteNumber, nonNegativeInt, positiveInt } from '../args.js';
 import { commandLine, gitCommit } from '../provenance.js';
+import { drainWithSignals } from '../signals.js';
 import { parseStatsEvery } from './eval.js';
 
 /** The flags every command that opens an auditor takes (audit, serve, audit-bench, calibrate). */
@@ -192,7 +193,6 @@ export function registerAudit(program: Command): void {
       if (flags.rejects !== undefined) rejectFile = await openRejectFile(flags.rejects);
       const out = lineWriter(flags.out);
       const stop = new AbortController();
-      let interrupted: NodeJS.Signals | undefined;
       let final: AuditSummaryEvent | undefined;
       let bar: cliProgress.SingleBar | undefined;
 
@@ -231,42 +231,10 @@ export function registerAudit(program: Command): void {
         }
       };
 
-      const onSignal = (signal: NodeJS.Signals) => {
-        if (interrupted) return;
-        interrupted = signal;
-        stop.abort();
-        process.stderr.write(`\nadvstream: ${signal}: stopping; auditing the records already read (signal again to abort)\n`);
-        process.once('SIGINT', hardStop);
-        process.once('SIGTERM', hardStop);
-      };
-      let hardStop: () => void = () => {};
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      let interrupted: NodeJS.Signals | undefined;
       try {
-        await new Promise<void>((resolve, reject) => {
-          const subscription = events.subscribe({
-            next: (e) => {
-              try {
-                handle(e);
-              } catch (err) {
-                subscription.unsubscribe();
-                reject(err);
-              }
-            },
-            error: reject,
-            complete: resolve,
-          });
-          hardStop = () => {
-            subscription.unsubscribe();
-            process.stderr.write('advstream: aborted; no final summary\n');
-            resolve();
-          };
-        });
+        interrupted = await drainWithSignals(events, handle, { stop, stopping: 'auditing the records already read', lost: 'no final summary' });
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', hardStop);
-        process.off('SIGTERM', hardStop);
         bar?.stop();
         out.close();
         await rejectFile?.close();

@@ -27,6 +27,7 @@ import {
 } from '../../../pipelines/index.js';
 import { finiteNumber, nonNegativeInt, positiveInt } from '../args.js';
 import { commandLine, gitCommit } from '../provenance.js';
+import { drainWithSignals } from '../signals.js';
 
 interface EvalFlags {
   data: string;
@@ -252,7 +253,6 @@ export function registerEval(program: Command): void {
       const view = process.stderr.isTTY ? terminalView(attacks) : undefined;
       let samples: SamplesFile | undefined;
       const stop = new AbortController();
-      let interrupted: NodeJS.Signals | undefined;
 
       const events = evaluate(
         { uri: flags.data, ...(limit !== undefined && { limit }), ...(offset !== undefined && { offset }) },
@@ -322,43 +322,14 @@ export function registerEval(program: Command): void {
         }
       };
 
-      const onSignal = (signal: NodeJS.Signals) => {
-        if (interrupted) return;
-        interrupted = signal;
-        stop.abort();
-        process.stderr.write(`\nadvstream: ${signal}: stopping; finishing the batches in flight (signal again to abort)\n`);
-        process.once('SIGINT', hardStop);
-        process.once('SIGTERM', hardStop);
-      };
-      let hardStop: () => void = () => {};
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      let interrupted: NodeJS.Signals | undefined;
       try {
-        await new Promise<void>((resolve, reject) => {
-          const subscription = events.subscribe({
-            next: (e) => {
-              try {
-                if (e.type === 'start') openSamples(e.resumed !== null);
-                handle(e);
-              } catch (err) {
-                subscription.unsubscribe();
-                reject(err);
-              }
-            },
-            error: reject,
-            complete: resolve,
-          });
-          hardStop = () => {
-            subscription.unsubscribe();
-            process.stderr.write('advstream: aborted; no final line\n');
-            resolve();
-          };
-        });
+        const next = (e: EvalEvent) => {
+          if (e.type === 'start') openSamples(e.resumed !== null);
+          handle(e);
+        };
+        interrupted = await drainWithSignals(events, next, { stop, stopping: 'finishing the batches in flight', lost: 'no final line' });
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', hardStop);
-        process.off('SIGTERM', hardStop);
         view?.stop();
         samples?.close();
         await rejectFile?.close();
