@@ -3,6 +3,12 @@ import { Command, CommanderError } from 'commander';
 import { COMMANDS } from './commands/index.js';
 import { reportError } from './output.js';
 
+// A consumer that stops reading (`advstream … | head`) is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 const program = new Command('advstream')
   .description('Measure and audit the adversarial robustness of image classifiers, as a stream.')
   .version('0.1.0')

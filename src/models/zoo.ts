@@ -14,6 +14,8 @@ const recipeSchema = z.object({
   args: z.array(z.string()),
   target: z.number(),
   default: z.boolean().optional(),
+  /** Why a target was missed, or other facts of the recipe worth a reader's time. */
+  note: z.string().optional(),
 });
 export type ZooRecipe = z.infer<typeof recipeSchema>;
 

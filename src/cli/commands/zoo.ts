@@ -19,6 +19,7 @@ function pad(text: string, width: number): string {
 
 async function list(json: boolean): Promise<void> {
   const models = await zooModels();
+  const notes = new Map((await zooRecipes()).map((r) => [r.name, r.note]));
   const rows = models.map(({ name, ref, manifest: m }) => ({
     name,
     ref,
@@ -31,6 +32,7 @@ async function list(json: boolean): Promise<void> {
     epochs: m.training.epochs,
     target: m.targets?.clean,
     target_met: m.targets?.met,
+    ...(notes.get(name) ? { note: notes.get(name) } : {}),
   }));
   if (json) {
     writeJson(rows);
