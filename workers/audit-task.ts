@@ -17,7 +17,7 @@ import { bindPlan, detectorEnsemble, planModels, runDetectors, type DetectorPlan
 import { Errors } from '../src/errors.js';
 import { buildClassifier, type ModelArtifact } from '../src/models/artifact.js';
 import { inputSize, type Classifier } from '../src/models/classifier.js';
-import type { TaskRuntime } from './protocol.js';
+import type { TaskResultHeader, TaskRuntime } from './protocol.js';
 
 /** The source of an adaptive attack: the joint classifier of one detector's models. */
 export const ADAPTIVE_PREFIX = 'adaptive:';
@@ -83,14 +83,7 @@ export interface AttackOutcome {
 }
 
 /** A finished batch: raw scores; the calibration, in the main thread, turns them into verdicts. */
-export interface AuditTaskResult {
-  ok: true;
-  index: number;
-  count: number;
-  /** `w<threadId>` in a worker, `main` in the main thread. */
-  workerId: string;
-  startMs: number;
-  endMs: number;
+export interface AuditTaskResult extends TaskResultHeader {
   /** `[count]` per detector of the plan (on the adversarials, for an attack task). */
   scores: Record<string, Float32Array>;
   /** `preds[m·count + i]`: plan model m's prediction (`planModels` order). */

@@ -14,7 +14,7 @@ import { deriveSeed, parseAttackSpec, type Attack } from '../src/attacks/index.j
 import { Errors } from '../src/errors.js';
 import { buildClassifier, type ModelArtifact } from '../src/models/artifact.js';
 import { inputSize, type Classifier } from '../src/models/classifier.js';
-import { describeFailure, type TaskFailure, type TaskRuntime } from './protocol.js';
+import { describeFailure, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
 
 /**
  * Test-only hooks, carried in the pool's `workerData`; never set them outside tests. They make a
@@ -66,14 +66,7 @@ export interface EvalTask {
  * adversarial of pair p), `adversarial[(p·pixelCount + i)·dim + j]` (value j of the adversarial of
  * image i < pixelCount under pair p).
  */
-export interface EvalTaskResult {
-  ok: true;
-  index: number;
-  count: number;
-  /** `w<threadId>` in a worker, `main` in the main thread. */
-  workerId: string;
-  startMs: number;
-  endMs: number;
+export interface EvalTaskResult extends TaskResultHeader {
   /** Input-gradient evaluations spent by the attacks. */
   gradEvals: number;
   /** Forward-only passes: the attacks' plus the clean and adversarial scoring passes. */

@@ -56,3 +56,14 @@ export function taskWorker<Setup, Task, Result extends object, Ready>(
     }
   };
 }
+
+/** What every finished task reports beside its own results. */
+export interface TaskResultHeader {
+  ok: true;
+  index: number;
+  count: number;
+  /** `w<threadId>` in a worker, `main` in the main thread. */
+  workerId: string;
+  startMs: number;
+  endMs: number;
+}

@@ -1,4 +1,5 @@
-import { isAdvstreamError } from '../errors.js';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { Errors, isAdvstreamError } from '../errors.js';
 
 /** Prints an error for a person and returns the exit code: 2 for bad usage, 1 for anything else. */
 export function reportError(e: unknown): number {
@@ -12,4 +13,23 @@ export function reportError(e: unknown): number {
 
 export function writeJson(value: unknown, stream: NodeJS.WritableStream = process.stdout): void {
   stream.write(`${JSON.stringify(value)}\n`);
+}
+
+/** A synchronous line writer for `--out` (or stdout): the final line is on disk before exit. */
+export function lineWriter(file: string | undefined): { write(value: unknown): void; close(): void } {
+  if (file === undefined) return { write: (value) => void process.stdout.write(`${JSON.stringify(value)}\n`), close: () => {} };
+  let fd: number;
+  try {
+    fd = openSync(file, 'w');
+  } catch (e) {
+    throw Errors.badArgument(`cannot write ${file}: ${(e as Error).message}`);
+  }
+  return {
+    write: (value) => {
+      const bytes = Buffer.from(`${JSON.stringify(value)}\n`);
+      let at = 0;
+      while (at < bytes.length) at += writeSync(fd, bytes, at);
+    },
+    close: () => closeSync(fd),
+  };
 }

@@ -7,13 +7,14 @@
  * Also the test doubles of the optional model extensions: a DAM with `energy(x)` as proposed for the
  * dam family, and an embedding model with `embed(x)`/`prototypes()`.
  */
+import { saveCachedModel } from '../helpers/model-cache.js';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { tf, type Tensor1D, type Tensor2D } from '../../src/backend/index.js';
 import { collect, openSource } from '../../src/data/index.js';
 import type { EmbeddingModel, EnergyModel } from '../../src/detect/index.js';
-import { buildClassifier, decodeWeights, loadArtifact, saveArtifact } from '../../src/models/artifact.js';
+import { buildClassifier, decodeWeights, loadArtifact } from '../../src/models/artifact.js';
 import type { Classifier } from '../../src/models/classifier.js';
 import { getFamily } from '../../src/models/registry.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
@@ -77,17 +78,8 @@ async function trainOne(dir: string, r: Recipe): Promise<void> {
       tf.dispose([x, y]);
     }
   }
-  const tmp = `${dir}.${process.pid}.tmp`;
-  await rm(tmp, { recursive: true, force: true });
-  await saveArtifact(tmp, { family: r.family, config, weights: trainer.variables });
+  await saveCachedModel(dir, r.family, config, trainer.variables);
   trainer.dispose();
-  try {
-    await rename(tmp, dir);
-  } catch (e) {
-    // Another test file got there first: its model is the same recipe.
-    await rm(tmp, { recursive: true, force: true });
-    if (!existsSync(dir)) throw e;
-  }
 }
 
 /** The folder of a trained test model (its classifier's id); trains it on first use. Call on the wasm backend. */

@@ -3,13 +3,13 @@
  * kept in test-artifacts/ across test files and runs: each is written to a temp folder and renamed
  * into place, so parallel test files never see half a model.
  */
+import { saveCachedModel } from '../helpers/model-cache.js';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { firstValueFrom, lastValueFrom, toArray, type Observable } from 'rxjs';
 import { initBackend, tf } from '../../src/backend/index.js';
 import { collect, openSource } from '../../src/data/index.js';
-import { saveArtifact } from '../../src/models/artifact.js';
 import { getFamily } from '../../src/models/registry.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import type { EvalEvent, FinalEvent } from '../../pipelines/index.js';
@@ -44,17 +44,8 @@ async function trainOne(dir: string, r: Recipe): Promise<void> {
     trainer.step(x, y, r.seed * 1000 + s);
     tf.dispose([x, y]);
   }
-  const tmp = `${dir}.${process.pid}.tmp`;
-  await rm(tmp, { recursive: true, force: true });
-  await saveArtifact(tmp, { family: 'mlp', config, weights: trainer.variables });
+  await saveCachedModel(dir, 'mlp', config, trainer.variables);
   trainer.dispose();
-  try {
-    await rename(tmp, dir);
-  } catch (e) {
-    // Another test file got there first: its model is the same recipe.
-    await rm(tmp, { recursive: true, force: true });
-    if (!existsSync(dir)) throw e;
-  }
 }
 
 /** Folders of two small MNIST models (a 784-32-10 ReLU MLP and softmax regression), trained once. */

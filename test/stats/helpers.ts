@@ -1,16 +1,7 @@
 /** Seeded randomness and exact references for the stats tests. */
 
-/** mulberry32: a small seeded generator, uniform in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded generator, uniform in [0, 1): the one the training shuffles use. */
+export { seededRandom as rng } from '../../pipelines/train.js';
 
 export function randInt(rand: () => number, n: number): number {
   return Math.floor(rand() * n);

@@ -1,4 +1,3 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
@@ -18,6 +17,7 @@ import {
 import { finiteNumber, nonNegativeInt, positiveInt } from '../args.js';
 import { commandLine, gitCommit } from '../provenance.js';
 import { drainWithSignals } from '../signals.js';
+import { lineWriter } from '../output.js';
 import { parseStatsEvery } from './eval.js';
 
 /** The flags every command that opens an auditor takes (audit, serve, audit-bench, calibrate). */
@@ -121,25 +121,6 @@ export function sourcesHelp(): string {
     `\nSources:\n${SOURCE_KINDS.map((k) => `  ${k.form.padEnd(width)}  ${k.summary}`).join('\n')}\n` +
     `\nDetectors: ${detectorNames().join(', ')} (see docs/audit.md)\n`
   );
-}
-
-/** A synchronous line writer for `--out` (or stdout): the final line is on disk before exit. */
-export function lineWriter(file: string | undefined): { write(value: unknown): void; close(): void } {
-  if (file === undefined) return { write: (value) => void process.stdout.write(`${JSON.stringify(value)}\n`), close: () => {} };
-  let fd: number;
-  try {
-    fd = openSync(file, 'w');
-  } catch (e) {
-    throw Errors.badArgument(`cannot write ${file}: ${(e as Error).message}`);
-  }
-  return {
-    write: (value) => {
-      const bytes = Buffer.from(`${JSON.stringify(value)}\n`);
-      let at = 0;
-      while (at < bytes.length) at += writeSync(fd, bytes, at);
-    },
-    close: () => closeSync(fd),
-  };
 }
 
 const pct = (p: number | null) => (p === null ? '-' : `${(p * 100).toFixed(2)}%`);

@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -28,6 +28,7 @@ import {
 import { finiteNumber, nonNegativeInt, positiveInt } from '../args.js';
 import { commandLine, gitCommit } from '../provenance.js';
 import { drainWithSignals } from '../signals.js';
+import { lineWriter } from '../output.js';
 
 interface EvalFlags {
   data: string;
@@ -68,24 +69,6 @@ export function parseStatsEvery(text: string): StatsEvery {
   const count = /^(\d+)\s*batch(?:es)?$/.exec(text.trim());
   if (count && Number(count[1]) > 0) return { batches: Number(count[1]) };
   throw Errors.badArgument(`--stats-every must be a time (2s, 500ms, 1m) or a batch count (10batches), got '${text}'`);
-}
-
-/** A line writer for `--out` (or stdout), synchronous so that the final line is on disk before exit. */
-function lineWriter(file: string | undefined): { write(value: unknown): void; close(): void } | undefined {
-  if (file === undefined) {
-    if (process.stdout.isTTY) return undefined;
-    return { write: (value) => void process.stdout.write(`${JSON.stringify(value)}\n`), close: () => {} };
-  }
-  let fd: number;
-  try {
-    fd = openSync(file, 'w');
-  } catch (e) {
-    throw Errors.badArgument(`cannot write ${file}: ${(e as Error).message}`);
-  }
-  return {
-    write: (value) => void writeSync(fd, `${JSON.stringify(value)}\n`),
-    close: () => closeSync(fd),
-  };
 }
 
 const pct = (p: number | null) => (p === null ? '-' : `${(p * 100).toFixed(1)}%`);
@@ -249,7 +232,8 @@ export function registerEval(program: Command): void {
 
       let rejectFile: RejectFile | undefined;
       if (flags.rejects !== undefined) rejectFile = await openRejectFile(flags.rejects);
-      const out = lineWriter(flags.out);
+      // On a terminal without --out, the live view replaces the NDJSON.
+      const out = flags.out === undefined && process.stdout.isTTY ? undefined : lineWriter(flags.out);
       const view = process.stderr.isTTY ? terminalView(attacks) : undefined;
       let samples: SamplesFile | undefined;
       const stop = new AbortController();

@@ -8,7 +8,7 @@
  * per-memory normalised step whose largest component is exactly ε_t, then clipping to [-1,1].
  */
 import { tf, type NamedTensorMap, type Tensor, type Tensor1D, type Tensor2D, type Variable } from '../../backend/index.js';
-import type { Classifier, EnergyClassifier, LossName } from '../classifier.js';
+import type { EnergyClassifier, LossName } from '../classifier.js';
 import { crossEntropy, dense, freezeDense, intPow, rectPow, type DenseWeights } from '../ops.js';
 import type { Family, FamilyConfig, Trainer } from '../family.js';
 import { toVariables } from '../train-kit.js';
