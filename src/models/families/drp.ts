@@ -113,8 +113,21 @@ function asDrp(config: FamilyConfig): DrpConfig {
   return config as unknown as DrpConfig;
 }
 
-/** A valid 3×3 convolution as im2col + one plain matmul; `w` is `[9·Cin, Cout]`, rows (di, dj, c). */
-function conv3x3(x: Tensor4D, layer: DenseWeights): Tensor4D {
+/** A 3×3 convolution layer: `w` is `[9·Cin, Cout]`, rows (di, dj, c); frozen layers also keep it as an HWIO filter. */
+interface ConvWeights extends DenseWeights {
+  filter?: Tensor4D;
+}
+
+/**
+ * A valid 3×3 convolution. Training writes it as im2col + one plain matmul, because the WASM backend
+ * has no Conv2DBackpropFilter; a frozen layer (attacks, scoring) needs only the input gradient,
+ * which WASM has (Conv2DBackpropInput), so it runs the backend's convolution, several times faster.
+ */
+function conv3x3(x: Tensor4D, layer: ConvWeights): Tensor4D {
+  if (layer.filter) {
+    const y = tf.conv2d(x, layer.filter, 1, 'valid');
+    return (layer.b ? tf.add(y, layer.b) : y) as Tensor4D;
+  }
   const [b, h, w, cin] = x.shape;
   const [oh, ow] = [h - 2, w - 2];
   const slices: Tensor[] = [];
@@ -124,7 +137,7 @@ function conv3x3(x: Tensor4D, layer: DenseWeights): Tensor4D {
 }
 
 interface Backbone {
-  conv: [DenseWeights, DenseWeights];
+  conv: [ConvWeights, ConvWeights];
   fc: [DenseWeights, DenseWeights];
 }
 
@@ -135,7 +148,10 @@ function backboneOf(weights: NamedTensorMap, freeze: boolean): Backbone {
     const layer = { w: weights[`${n}/w`] as Tensor2D, b: weights[`${n}/b`] as Tensor1D };
     return freeze ? freezeDense(layer) : layer;
   }) as [DenseWeights, DenseWeights, DenseWeights, DenseWeights];
-  return { conv: [c0, c1], fc: [f0, f1] };
+  const conv = [c0, c1].map((l) =>
+    freeze ? { ...l, filter: tf.keep(tf.reshape(l.w, [3, 3, l.w.shape[0] / 9, l.w.shape[1]]) as Tensor4D) } : l,
+  ) as [ConvWeights, ConvWeights];
+  return { conv, fc: [f0, f1] };
 }
 
 /** The embedding f(x) `[B, d]`. */
@@ -172,6 +188,7 @@ function classifier(id: string, c: DrpConfig, net: Backbone, prototypes: Tensor2
     },
     dispose() {
       for (const l of [...net.conv, ...net.fc, protos]) l.wT?.dispose();
+      for (const l of net.conv) l.filter?.dispose();
       for (const t of owned) t.dispose();
     },
   };
