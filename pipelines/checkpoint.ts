@@ -97,10 +97,15 @@ export async function readCheckpoint(file: string): Promise<EvalCheckpoint | und
 
 /** Writes `checkpoint` to `file` atomically. */
 export async function writeCheckpoint(file: string, checkpoint: EvalCheckpoint): Promise<void> {
+  await writeJsonAtomic(file, checkpoint);
+}
+
+/** Writes `value` as one line of JSON to `file` atomically: a temp file, fsync, then rename. */
+export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
   const handle = await open(tmp, 'w');
   try {
-    await handle.writeFile(`${JSON.stringify(checkpoint)}\n`);
+    await handle.writeFile(`${JSON.stringify(value)}\n`);
     await handle.sync();
   } catch (e) {
     await handle.close();

@@ -66,6 +66,7 @@ export {
   type CalibrationOptions,
   type CalibrationProgress,
 } from './calibrate.js';
+export { evalCommand, reproduce, REPRODUCTION_DATA, type PlannedRun, type ReproduceEvent, type ReproduceOptions } from './reproduce.js';
 export {
   imagePixels,
   isWorstCase,

@@ -3,7 +3,8 @@
  * no network: every chart carries its data inline).
  */
 import type { TopLevelSpec } from 'vega-lite';
-import type { RocCurve, Run, RunSummary } from './input.js';
+import type { EvalSummary } from '../stats/eval-stats.js';
+import type { RocCurve, Run } from './input.js';
 import { attackIds, type EpsPoint } from './tables.js';
 
 export interface Chart {
@@ -31,7 +32,7 @@ const CONFIG = {
 const PERCENT_AXIS = { format: '.0%' };
 
 /** Clean and robust accuracy of every model as points with their 95% intervals. */
-export function accuracySpec(summary: RunSummary): TopLevelSpec {
+export function accuracySpec(summary: EvalSummary): TopLevelSpec {
   const conditions = ['clean', ...attackIds(summary)];
   const values = Object.entries(summary.models).flatMap(([model, m]) => [
     ...(m.clean.acc === null ? [] : [{ model, condition: 'clean', acc: m.clean.acc, lo: m.clean.ci[0], hi: m.clean.ci[1] }]),
@@ -57,10 +58,10 @@ export function accuracySpec(summary: RunSummary): TopLevelSpec {
   };
 }
 
-/** Robust accuracy against ε for every model of one attack family. */
-export function epsSpec(family: string, points: EpsPoint[]): TopLevelSpec {
+/** Robust accuracy against ε for every model of one attack family; `logEps` for grids spanning decades. */
+export function epsSpec(family: string, points: EpsPoint[], options: { logEps?: boolean } = {}): TopLevelSpec {
   const values = points.map((p) => ({ model: p.model, eps: p.eps, acc: p.robust_acc, lo: p.ci?.[0] ?? null, hi: p.ci?.[1] ?? null }));
-  const x = { field: 'eps', type: 'quantitative' as const, title: 'ε' };
+  const x = { field: 'eps', type: 'quantitative' as const, title: 'ε', ...(options.logEps && { scale: { type: 'log' as const } }) };
   const y = { type: 'quantitative' as const, scale: { domain: [0, 1] }, axis: PERCENT_AXIS };
   return {
     config: CONFIG,
@@ -84,7 +85,7 @@ export function epsSpec(family: string, points: EpsPoint[]): TopLevelSpec {
 }
 
 /** The transfer matrix of one attack as a heatmap: error of the target on the source's adversarials. */
-export function transferSpec(attack: string, sources: RunSummary['transfer'][string]): TopLevelSpec {
+export function transferSpec(attack: string, sources: EvalSummary['transfer'][string]): TopLevelSpec {
   const values = Object.entries(sources).flatMap(([source, targets]) =>
     Object.entries(targets)
       .filter(([, c]) => c.err !== null)

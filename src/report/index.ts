@@ -20,5 +20,25 @@ export {
   type ReportTargets,
 } from './report.js';
 export type { RocCurve, RunSummary, ThroughputPoint } from './input.js';
+export { EXPERIMENTS, ISO_EPS, ZOO_NAMES } from './experiments.js';
+export {
+  canonical,
+  judgeNumber,
+  judgeQualitative,
+  renderReproduction,
+  RunResults,
+  type ClaimRow,
+  type DocumentOptions,
+  type DocumentRun,
+  type Estimate,
+  type Experiment,
+  type ExperimentResult,
+  type Figure,
+  type NumberClaim,
+  type ReproductionDocument,
+  type ReproRun,
+  type RunOutcome,
+  type ClaimVerdict,
+} from './reproduction.js';
 export type { EpsPoint } from './tables.js';
 export { decodePixels, DEFAULT_SHAPE, encodePixels, type ImageShape, type PixelEncoding } from './pixels.js';

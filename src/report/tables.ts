@@ -2,6 +2,7 @@
  * The report's tables as plain text cells, built once and rendered by both the HTML and the
  * Markdown writer, so that the two always show the same numbers.
  */
+import type { EvalSummary } from '../stats/eval-stats.js';
 import { epsFamilies } from './attack-families.js';
 import type { Run, RunSummary } from './input.js';
 
@@ -42,7 +43,7 @@ export function plain(value: unknown): string {
 }
 
 /** Attack ids in a run, in the order of the statistics (sorted), over every model. */
-export function attackIds(summary: RunSummary): string[] {
+export function attackIds(summary: EvalSummary): string[] {
   const ids = new Set<string>();
   for (const m of Object.values(summary.models)) for (const a of Object.keys(m.attacks)) ids.add(a);
   return [...ids];

@@ -6,6 +6,7 @@ import { registerCalibrate } from './calibrate.js';
 import { registerData } from './data.js';
 import { registerEval } from './eval.js';
 import { registerReport } from './report.js';
+import { registerReproduce } from './reproduce.js';
 import { registerServe } from './serve.js';
 import { registerTrain } from './train.js';
 import { registerZoo } from './zoo.js';
@@ -19,6 +20,7 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerData,
   registerEval,
   registerReport,
+  registerReproduce,
   registerServe,
   registerTrain,
   registerZoo,
