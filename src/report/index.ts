@@ -25,6 +25,7 @@ export {
   canonical,
   judgeNumber,
   judgeQualitative,
+  pct,
   renderReproduction,
   RunResults,
   type ClaimRow,

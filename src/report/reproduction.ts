@@ -156,9 +156,16 @@ export function complement(e: Estimate): Estimate {
   return { value: 1 - e.value, ...(e.ci && { ci: [1 - e.ci[1], 1 - e.ci[0]] as [number, number] }) };
 }
 
+/** A percentage with one decimal, two below 10% (clean errors under 1% need them). */
+export function pct(p: number): string {
+  return `${(100 * p).toFixed(p > 0 && p < 0.1 ? 2 : 1)}%`;
+}
+
 /** `97.5% [95.1, 98.8]`, or `97.5%` for a mean. */
 export function show(e: Estimate): string {
-  return e.ci ? `${percent(e.value)} [${(100 * e.ci[0]).toFixed(1)}, ${(100 * e.ci[1]).toFixed(1)}]` : percent(e.value);
+  if (!e.ci) return pct(e.value);
+  const digits = e.value > 0 && e.value < 0.1 ? 2 : 1;
+  return `${pct(e.value)} [${(100 * e.ci[0]).toFixed(digits)}, ${(100 * e.ci[1]).toFixed(digits)}]`;
 }
 
 /** Points, signed: `+1.2 pts`. */
@@ -192,7 +199,7 @@ export interface NumberClaim {
  */
 export function judgeNumber(c: NumberClaim): ClaimRow {
   const { paper, ours, tolerance } = c;
-  const row = { claim: c.claim, paper: percent(paper), ours: show(ours) };
+  const row = { claim: c.claim, paper: pct(paper), ours: show(ours) };
   const delta = ours.value - paper;
   const inInterval = ours.ci !== undefined && ours.ci[0] <= paper && paper <= ours.ci[1];
   if (Math.abs(delta) <= tolerance || inInterval) {
@@ -303,7 +310,7 @@ export async function renderReproduction(
     out.push(`Not run in this pass: ${skipped.map((e) => e.title).join('; ')}.`, '');
   }
   out.push('## Summary', '');
-  const all = judged.flatMap(({ e, r }) => r.claims.map((c) => ({ ...c, claim: `${e.title}: ${c.claim}` })));
+  const all = judged.flatMap(({ r }, i) => r.claims.map((c) => ({ ...c, claim: `${i + 1}. ${c.claim}` })));
   out.push(tableMarkdown(claimsTable('summary', 'Every claim', all, false)), '');
 
   let index = 0;
