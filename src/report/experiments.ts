@@ -271,8 +271,7 @@ const dam: Experiment = {
       })),
       findings: [
         `The other direction, for context: images from n = 20, 30 fool n = 2, 3 at ${show(r.transfer('dam', BOUNDARY, pairs(HIGH, LOW)))} ` +
-          `(boundary attack), ${DAM_PGD.map((a) => `${show(r.transfer('dam', a, pairs(HIGH, LOW)))} (${a})`).join(', ')}: ` +
-          'the images any DAM makes transfer poorly to a DAM of another power, and low-n images transfer mostly among low-n models.',
+          `(boundary attack), ${DAM_PGD.map((a) => `${show(r.transfer('dam', a, pairs(HIGH, LOW)))} (${a})`).join(', ')}.`,
         `White-box robust accuracy under PGD-40 at ε = 0.1: ${DAMS.map((m) => `${label(m)} ${percent(r.robust('dam', m, DAM_PGD[0]!).value)}`).join(', ')}. Section 5 checks high-n figures against AutoAttack for masked gradients.`,
       ],
     };
