@@ -16,7 +16,7 @@ import { percent, type Table } from './tables.js';
 
 /** One evaluation an experiment needs: `advstream eval` over these models and attacks. */
 export interface ReproRun {
-  /** Stable id, also its cache key's stem and its figures' prefix. */
+  /** Stable id; names its file in the work folder. */
   id: string;
   models: string[];
   /** Attack specs as a user would type them. */
