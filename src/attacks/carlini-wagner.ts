@@ -66,10 +66,10 @@ export class L2CarliniWagner extends MinimizationAttack {
         let previous = Infinity;
         const checkEvery = Math.max(1, Math.ceil(steps / 10));
         for (let t = 1; t <= steps; t++) {
+          const squashed = tf.tidy(() => tf.tanh(tf.add(w0, modifier)));
+          const xAdv = tf.tidy(() => tf.div(tf.add(squashed, 1), 2) as Tensor2D);
+          const e = await ev.withGrad(xAdv);
           const next = tf.tidy(() => {
-            const squashed = tf.tanh(tf.add(w0, modifier));
-            const xAdv = tf.div(tf.add(squashed, 1), 2) as Tensor2D;
-            const e = ev.withGrad(xAdv);
             const diff = tf.sub(xAdv, sub.x);
             const l2sq = tf.sum(tf.square(diff), 1);
             const l2 = tf.sqrt(l2sq) as Tensor1D;
@@ -94,7 +94,7 @@ export class L2CarliniWagner extends MinimizationAttack {
               total: tf.sum(tf.add(l2sq, e.value)),
             };
           });
-          tf.dispose([modifier, first, second, succeeded, bestL2, bestAdv]);
+          tf.dispose([modifier, first, second, succeeded, bestL2, bestAdv, squashed, xAdv, e.value, e.grad, e.scores]);
           ({ modifier, first, second, succeeded, bestL2, bestAdv } = next);
           const check = abort && t % checkEvery === 0;
           const total = check ? (await next.total.data())[0]! : 0;
