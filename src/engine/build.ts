@@ -25,13 +25,28 @@ export function parseEngineChoice(value: string): EngineChoice {
   return value as EngineChoice;
 }
 
-/** The weights of a zoo artifact as plain arrays. */
+/**
+ * The weights of a zoo artifact as plain arrays, read straight from the bytes (no tfjs backend
+ * needed). Quantized or non-float weights are decoded by tfjs.
+ */
 export function plainWeights(artifact: ModelArtifact): PlainWeights {
-  const named = decodeWeights(artifact);
+  const json = artifact.modelJson;
+  if (!('weightsManifest' in json)) throw Errors.badModel(artifact.id, 'an ONNX model has no tfjs weights');
+  const specs = json.weightsManifest.flatMap((g) => g.weights);
+  if (specs.some((w) => w.dtype !== 'float32' || w.quantization)) {
+    const out: PlainWeights = {};
+    for (const [name, t] of Object.entries(decodeWeights(artifact))) {
+      out[name] = { shape: [...t.shape], data: Float32Array.from(t.dataSync()) };
+      t.dispose();
+    }
+    return out;
+  }
   const out: PlainWeights = {};
-  for (const [name, t] of Object.entries(named)) {
-    out[name] = { shape: [...t.shape], data: Float32Array.from(t.dataSync()) };
-    t.dispose();
+  let at = 0;
+  for (const w of specs) {
+    const count = w.shape.reduce((a, b) => a * b, 1);
+    out[w.name] = { shape: [...w.shape], data: new Float32Array(artifact.weightData.slice(at, at + count * 4)) };
+    at += count * 4;
   }
   return out;
 }

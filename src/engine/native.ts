@@ -9,7 +9,7 @@
 import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
 import { Errors } from '../errors.js';
 import type { LossName } from '../models/classifier.js';
-import { crossEntropyOfScores, type GradEvaluation, type ModelRunner, type Objective } from '../models/runner.js';
+import { crossEntropyOfScores, throwIfStopping, type GradEvaluation, type ModelRunner, type Objective } from '../models/runner.js';
 import type { NativeGraphs, NativeProgram } from './export.js';
 import { modelInputDims, toModelInput, type OnnxInputSpec } from './onnx-file.js';
 import { createSession, floatTensor, ort, type ProviderName } from './ort.js';
@@ -92,6 +92,7 @@ export class FamilyRunner implements ModelRunner {
   private async run(program: NativeProgram, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {
     const session = this.sessions[program];
     if (!session) throw Errors.badModel(this.id, `no native '${program}' program`);
+    throwIfStopping();
     return session.run(feeds);
   }
 
@@ -221,6 +222,7 @@ export class UserRunner implements ModelRunner {
       const input = new Float32Array(chunk * size);
       input.set(toModelInput(pixels.subarray(from * size, (from + n) * size), n, spec));
       let out: ort.InferenceSession.OnnxValueMapType;
+      throwIfStopping();
       try {
         out = await session.run({ [spec.input]: floatTensor(input, modelInputDims(chunk, spec)) });
       } catch (e) {

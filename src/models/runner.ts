@@ -5,6 +5,7 @@
  * callers keep their tfjs arithmetic in `tf.tidy` blocks between the awaits.
  */
 import { tf, currentBackend, type Tensor1D, type Tensor2D } from '../backend/index.js';
+import { Errors } from '../errors.js';
 import type { Classifier, LossName } from './classifier.js';
 import { crossEntropy } from './ops.js';
 
@@ -56,6 +57,28 @@ export interface ModelRunner {
   dispose(): void;
 }
 
+let stopFlag: Int32Array | undefined;
+
+/**
+ * Watches a flag the pool raises when it closes: every model call then fails at once instead of
+ * running. A pool must never terminate a thread inside an ONNX Runtime run (onnxruntime-node aborts
+ * the whole process when it does), so it raises the flag and waits for its tasks to settle, which
+ * takes one model call at most.
+ */
+export function watchStopFlag(flag: Int32Array): void {
+  stopFlag = flag;
+}
+
+/** Whether this thread's pool is closing. */
+export function isStopping(): boolean {
+  return stopFlag !== undefined && Atomics.load(stopFlag, 0) !== 0;
+}
+
+/** Throws when this thread's pool is closing (see {@link watchStopFlag}). */
+export function throwIfStopping(): void {
+  if (isStopping()) throw Errors.workerFailed('the pool is closing: the task stopped', { stopped: true });
+}
+
 /** The value and input gradient of an objective on a tfjs classifier (one forward for score objectives). */
 export function tfjsGradient(model: Classifier, objective: Objective, x: Tensor2D): GradEvaluation {
   return tf.tidy(() => {
@@ -98,9 +121,18 @@ export function tfjsRunner(model: Classifier): ModelRunner {
     engine,
     gradientEngine: engine,
     classifier: model,
-    scores: async (x) => tf.tidy(() => model.scores(x)),
-    gradient: async (objective, x) => tfjsGradient(model, objective, x),
-    loss: async (name, x, labels) => tf.tidy(() => model.loss(name, x, labels)),
+    scores: async (x) => {
+      throwIfStopping();
+      return tf.tidy(() => model.scores(x));
+    },
+    gradient: async (objective, x) => {
+      throwIfStopping();
+      return tfjsGradient(model, objective, x);
+    },
+    loss: async (name, x, labels) => {
+      throwIfStopping();
+      return tf.tidy(() => model.loss(name, x, labels));
+    },
     dispose: () => model.dispose(),
   };
 }
