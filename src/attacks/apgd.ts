@@ -20,7 +20,7 @@ import {
   type ResolvedParams,
 } from './params.js';
 import { deriveSeed, Rng } from './rng.js';
-import { openRows, PointKeeper, subset, withRestarts, type RunOutcome, type Subset } from './runs.js';
+import { openRows, PointKeeper, whereRows, subset, withRestarts, type RunOutcome, type Subset } from './runs.js';
 
 /**
  * AutoAttack's checkpoints: after `at` iterations, each closing an interval of `length` iterations.
@@ -124,8 +124,8 @@ async function apgdRun(
             grad: e.grad,
             loss: e.value,
             adversarial: sub.criterion.isAdversarial(e.scores),
-            xBest: tf.where(col, x, s.xBest) as Tensor2D,
-            gradBest: tf.where(col, e.grad, s.gradBest) as Tensor2D,
+            xBest: whereRows(col, x, s.xBest),
+            gradBest: whereRows(col, e.grad, s.gradBest),
             lossBest: tf.where(improved, e.value, s.lossBest) as Tensor1D,
             rises: tf.add(s.rises, tf.cast(tf.greater(e.value, s.loss), 'float32')) as Tensor1D,
           };
@@ -146,8 +146,8 @@ async function apgdRun(
           return {
             ...s,
             step: tf.where(col, tf.mul(s.step, 0.5), s.step) as Tensor2D,
-            x: tf.where(col, s.xBest, s.x) as Tensor2D,
-            grad: tf.where(col, s.gradBest, s.grad) as Tensor2D,
+            x: whereRows(col, s.xBest, s.x),
+            grad: whereRows(col, s.gradBest, s.grad),
             rises: tf.zeros([m]) as Tensor1D,
             reducedLast: reduce,
             lossBestLast: s.lossBest,

@@ -4,7 +4,7 @@ import { MinimizationAttack, type SearchContext, type SearchOutput } from './bas
 import { L2 } from './distances.js';
 import { Evaluator } from './losses.js';
 import { configure, type ParamSchema, type ParamValues } from './params.js';
-import { openRows, scatterRows, subset } from './runs.js';
+import { openRows, scatterRows, subset, whereRows } from './runs.js';
 
 export const CW_PARAMS = {
   searches: { type: 'int', min: 1, max: 100, default: 9, doc: 'binary-search steps over the constant c' },
@@ -90,7 +90,7 @@ export class L2CarliniWagner extends MinimizationAttack {
               second: m2,
               succeeded: tf.logicalOr(succeeded, hit) as Tensor1D,
               bestL2: tf.where(better, l2, bestL2) as Tensor1D,
-              bestAdv: tf.where(better.reshape([-1, 1]), xAdv, bestAdv) as Tensor2D,
+              bestAdv: whereRows(better, xAdv, bestAdv),
               total: tf.sum(tf.add(l2sq, e.value)),
             };
           });

@@ -8,7 +8,7 @@ import { MinimizationAttack, type SearchContext, type SearchOutput } from './bas
 import { Linf } from './distances.js';
 import { Evaluator, lossObjective } from './losses.js';
 import { configure, type ParamSchema, type ParamValues } from './params.js';
-import { openRows, rowsWhere, scatterRows, subset } from './runs.js';
+import { openRows, rowsWhere, scatterRows, subset, whereRows } from './runs.js';
 
 export const DAM_BOUNDARY_PARAMS = {
   step: {
@@ -83,7 +83,7 @@ export class LinfDamBoundary extends MinimizationAttack {
           // The objective is −loss(x; τ): ascending it is the spec's descent on the loss.
           const peak = tf.maximum(tf.max(tf.abs(e.grad), 1, true), 1e-30);
           const stepped = tf.clipByValue(tf.add(xa, tf.mul(tf.div(e.grad, peak), step)), 0, 1);
-          return { crossed, x: scatterRows(x, active, tf.where(crossed.reshape([-1, 1]), xa, stepped) as Tensor2D) };
+          return { crossed, x: scatterRows(x, active, whereRows(crossed, xa, stepped as Tensor2D)) };
         });
         const crossed = Uint8Array.from(await out.crossed.data());
         tf.dispose([index, labels, targets, out.crossed, x, xa, e.value, e.grad, e.scores]);
