@@ -5,14 +5,16 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend, tf, type Tensor1D, type Tensor2D } from '../src/backend/index.js';
-import { parseAttackSpec } from '../src/attacks/index.js';
+import { EvalCounter, parseAttackSpec } from '../src/attacks/index.js';
+import { ceObjective, Evaluator } from '../src/attacks/losses.js';
 import { buildRunner, type EngineChoice } from '../src/engine/build.js';
 import type { ModelArtifact } from '../src/models/artifact.js';
 
 export interface EngineBenchJob {
   artifact: ModelArtifact;
   engine: EngineChoice;
-  mode: 'score' | 'pgd';
+  /** `score`: forward passes; `grad`: CE input gradients alone; `pgd`: whole PGD runs (the attack's own tfjs arithmetic included). */
+  mode: 'score' | 'grad' | 'pgd';
   batch: number;
   pixels: Float32Array;
   seconds: number;
@@ -35,12 +37,19 @@ const first = await runner.scores(x);
 const labels = tf.tidy(() => tf.cast(tf.argMax(first, 1), 'int32')) as Tensor1D;
 first.dispose();
 const attack = parseAttackSpec('pgd:eps=0.01,steps=5,random=false');
+const evaluator = new Evaluator(runner, ceObjective(labels), new EvalCounter(job.batch));
 
 async function once(): Promise<number> {
   if (job.mode === 'score') {
     const s = await runner.scores(x);
     await s.data();
     s.dispose();
+    return job.batch;
+  }
+  if (job.mode === 'grad') {
+    const e = await evaluator.withGrad(x);
+    await e.grad.data();
+    tf.dispose([e.grad, e.value, e.scores]);
     return job.batch;
   }
   const r = await attack.run(runner, x, labels, { seed: 1 });
