@@ -58,7 +58,7 @@ function sessionOptions(provider: ProviderName): ort.InferenceSession.SessionOpt
 
 async function tryProvider(name: ProviderName): Promise<string> {
   const listed = ort.listSupportedBackends().find((b) => b.name === name);
-  if (!listed) return `onnxruntime-node ${ort.env.versions.common ?? ''} has no '${name}' execution provider on this platform`.replace('  ', ' ');
+  if (!listed) return `this onnxruntime-node build has no '${name}' execution provider on this platform`;
   try {
     const session = await ort.InferenceSession.create(probeModel(), sessionOptions(name));
     const out = await session.run({ x: new ort.Tensor('float32', new Float32Array([-1, 2]), [1, 2]) });
