@@ -238,7 +238,9 @@ export function decodeWeights(artifact: ModelArtifact): NamedTensorMap {
 /** Builds a classifier from plain data: no I/O, safe in worker threads. */
 export async function buildClassifier(artifact: ModelArtifact): Promise<Classifier> {
   const json = artifact.modelJson;
-  if (json.format === 'onnx') throw Errors.badModel(artifact.id, 'an ONNX model runs on the onnx engine only (--engine auto or onnx), not as a tfjs classifier');
+  if (json.format === 'onnx') {
+    throw Errors.badModel(artifact.id, 'an ONNX model runs on ONNX Runtime only (eval with --engine auto or onnx); this needs a tfjs classifier (the audit\'s detectors are tfjs code)');
+  }
   if ('family' in json && json.format === 'advstream') {
     const family = getFamily(json.family);
     const weights = decodeWeights(artifact);
