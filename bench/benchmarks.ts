@@ -150,15 +150,21 @@ async function sgemmCeiling(): Promise<{ n: number; gflops: number; runs: number
   const session = await createSession(g.encode(), 'cpu', 'sgemm');
   const feeds = { a: floatTensor(b.slice(), [n, n]) };
   for (let i = 0; i < 3; i++) await session.run(feeds);
+  // The best of three one-second windows, as for every figure of this benchmark (a shared machine).
+  let best = 0;
   let runs = 0;
-  const t0 = performance.now();
-  while (performance.now() - t0 < 3000) {
-    await session.run(feeds);
-    runs++;
+  for (let w = 0; w < 3; w++) {
+    let k = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < 1000) {
+      await session.run(feeds);
+      k++;
+    }
+    runs += k;
+    best = Math.max(best, (2 * n ** 3 * k) / ((performance.now() - t0) / 1000) / 1e9);
   }
-  const seconds = (performance.now() - t0) / 1000;
   await session.release();
-  return { n, gflops: (2 * n ** 3 * runs) / seconds / 1e9, runs };
+  return { n, gflops: best, runs };
 }
 
 /** Runs `workers` benchmark threads at once on one job; images (or image-gradients) per second, summed. */
@@ -206,7 +212,7 @@ const nativeEngine: Benchmark = {
       for (const mode of ['score', 'grad', 'pgd'] as const) {
         for (const engine of ['tfjs', 'onnx'] as const) {
           for (const workers of [1, 2]) {
-            const r = await threads({ artifact, engine, mode, batch, pixels: data.x.slice(0, batch * 784), seconds: mode === 'pgd' ? 5 : 3 }, workers);
+            const r = await threads({ artifact, engine, mode, batch, pixels: data.x.slice(0, batch * 784), seconds: mode === 'pgd' ? 6 : 3 }, workers);
             const flops = FORWARD_FLOPS[name]! * (mode === 'score' ? 1 : 2) * r.perSecond;
             const perBatch = r.perSecond / batch;
             const row = {
