@@ -20,6 +20,8 @@ export interface CheckpointConfig {
   batch: number;
   /** The backend asked for (`auto` when none was): numerics differ slightly across backends. */
   backend: string;
+  /** The engine asked for (`auto`, `tfjs`, `onnx`): the engines' numerics differ slightly too. */
+  engine: string;
   /** The worst-case groups reported. */
   worst_case: string[];
   curve_grids: Record<string, number[]>;

@@ -32,6 +32,7 @@ import {
 } from '../src/data/index.js';
 import { Errors } from '../src/errors.js';
 import { loadArtifact, type ModelArtifact } from '../src/models/artifact.js';
+import { parseEngineChoice, type EngineChoice } from '../src/engine/build.js';
 import { defaultZooRefs } from '../src/models/zoo.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import {
@@ -53,7 +54,7 @@ import {
 } from './checkpoint.js';
 import { batchRecords, inIndexOrder, runTasks } from './operators.js';
 import { isWorkerCrash, mainThreadRunner, poolRunner, type BatchRunner } from './runner.js';
-import { sampleResults, worstCaseGroups, type BatchPixels, type ResultLayout } from './samples.js';
+import { sampleResults, skippedPairs, worstCaseGroups, type BatchPixels, type ResultLayout } from './samples.js';
 
 /** The attacks of an evaluation that names none. */
 export const DEFAULT_ATTACKS: readonly string[] = ['fgsm:eps=0.1', 'pgd:eps=0.3'];
@@ -130,6 +131,11 @@ export interface EvaluateOptions {
   seed?: number;
   /** Force a backend. `tensorflow` (tfjs-node) runs in the main thread, without a pool. */
   backend?: string;
+  /**
+   * Which engine computes the models: `auto` (default: ONNX Runtime for ONNX models and the
+   * families it has programs for, tfjs otherwise), `tfjs` or `onnx`.
+   */
+  engine?: EngineChoice;
   /** Run batches in the main thread even without tfjs-node. */
   mainThread?: boolean;
   /** Batches pulled but not finished, at most; default two per worker. */
@@ -172,6 +178,10 @@ export interface EvalModelInfo {
   family: string;
   num_classes: number;
   input_shape: [number, number, number];
+  /** What scores the model (`onnx-cpu`, `tfjs-wasm`, …); empty before the workers are ready. */
+  engine: string;
+  /** What computes its input gradients; `none` for a black-box (ONNX) model. */
+  gradient_engine: string;
   sha256: string;
   /** From the model's manifest, when it has one. */
   manifest?: { name: string; summary: string; accuracy: { clean: number; testImages: number; source: string }; commit: string };
@@ -192,6 +202,8 @@ export interface StartEvent {
   type: 'start';
   source: string;
   backend: string;
+  /** The engines computing the models, distinct, joined by `+` (`onnx-cpu`, `onnx-cpu+tfjs-wasm`). */
+  engine: string;
   simd: boolean;
   mode: 'pool' | 'main-thread';
   workers: number;
@@ -230,6 +242,8 @@ export interface FinalEvent extends EvalSummary {
   type: 'final';
   stop_reason: StopReason;
   backend: string;
+  /** As in {@link StartEvent.engine}. */
+  engine: string;
   simd: boolean;
   mode: 'pool' | 'main-thread';
   workers: number;
@@ -243,6 +257,7 @@ export type EvalEvent = StartEvent | BatchEvent | StatsEvent | FinalEvent;
 
 interface Plan {
   artifacts: ModelArtifact[];
+  engine: EngineChoice;
   models: string[];
   attacks: string[];
   batch: number;
@@ -313,6 +328,7 @@ async function plan(source: EvalSource, o: EvaluateOptions): Promise<Plan> {
   const attacks = (o.attacks ?? DEFAULT_ATTACKS).map((spec) => parseAttackSpec(spec).id);
   if (attacks.length === 0) throw Errors.badArgument('no attack to evaluate');
   if (new Set(attacks).size !== attacks.length) throw Errors.badArgument(`an attack is named twice: ${attacks.join(', ')}`);
+  const engine = parseEngineChoice(o.engine ?? 'auto');
   const refs = o.models ?? (await defaultZooRefs());
   if (refs.length === 0) throw Errors.badArgument('no model to evaluate');
   const artifacts: ModelArtifact[] = [];
@@ -356,6 +372,7 @@ async function plan(source: EvalSource, o: EvaluateOptions): Promise<Plan> {
     seed,
     batch,
     backend: o.backend ?? 'auto',
+    engine: engine,
     worst_case: worstCase.map((g) => g.id),
     curve_grids: grids,
   };
@@ -371,13 +388,22 @@ async function plan(source: EvalSource, o: EvaluateOptions): Promise<Plan> {
     artifacts,
     models,
     attacks,
+    engine,
     batch,
     seed,
     workers,
     mainThread: o.mainThread ?? o.backend === 'tensorflow',
     retries,
     grids,
-    layout: { models, attacks, worstCase },
+    layout: {
+      models,
+      attacks,
+      worstCase,
+      skipped: skippedPairs(
+        attacks.map((id) => parseAttackSpec(id)),
+        artifacts.map((a) => a.modelJson.format === 'onnx'),
+      ),
+    },
     config,
     hash,
     checkpoint,
@@ -388,14 +414,21 @@ async function plan(source: EvalSource, o: EvaluateOptions): Promise<Plan> {
   };
 }
 
+/** The distinct engines of the models, `+`-joined; empty before the workers are ready (a resumed, finished run). */
+function engineOf(ready: EvalReady | undefined): string {
+  return [...new Set((ready?.models ?? []).map((m) => m.engine))].join('+');
+}
+
 function modelInfo(p: Plan, ready: EvalReady | undefined): EvalModelInfo[] {
   return p.artifacts.map((a, i) => {
     const m = ready?.models[i];
     const info: EvalModelInfo = {
       id: a.id,
-      family: m?.family ?? a.manifest?.family ?? ('family' in a.modelJson ? a.modelJson.family : 'user'),
+      family: m?.family ?? a.manifest?.family ?? ('family' in a.modelJson ? a.modelJson.family : a.modelJson.format === 'onnx' ? 'onnx' : 'user'),
       num_classes: m?.numClasses ?? 0,
       input_shape: m?.inputShape ?? [0, 0, 0],
+      engine: m?.engine ?? '',
+      gradient_engine: m?.gradientEngine ?? '',
       sha256: p.config.models[i]!.sha256,
     };
     if (a.manifest) {
@@ -495,6 +528,7 @@ export function evaluate(source: EvalSource, options: EvaluateOptions = {}): Obs
           stop_reason: reason,
           ...summary,
           backend: backend.backend,
+          engine: engineOf(ready),
           simd: backend.simd,
           mode,
           workers,
@@ -508,6 +542,7 @@ export function evaluate(source: EvalSource, options: EvaluateOptions = {}): Obs
         type: 'start',
         source: p.uri,
         backend: backend.backend,
+        engine: engineOf(ready),
         simd: backend.simd,
         mode,
         workers,
@@ -531,6 +566,7 @@ export function evaluate(source: EvalSource, options: EvaluateOptions = {}): Obs
       const setup: EvalSetup = {
         models: p.artifacts,
         attacks: p.attacks,
+        engine: p.engine,
         ...(options.backend !== undefined ? { backend: options.backend } : {}),
         ...(options.testHooks ? { hooks: options.testHooks } : {}),
       };

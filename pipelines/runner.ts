@@ -9,7 +9,7 @@ import { Piscina } from 'piscina';
 import { AdvstreamError, Errors } from '../src/errors.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { EvalRuntime, type EvalReady, type EvalSetup, type EvalTask, type EvalTaskFailure, type EvalTaskResult } from '../workers/eval-task.js';
-import type { TaskFailure, TaskRuntime, WorkerMessage } from '../workers/protocol.js';
+import type { PoolData, TaskFailure, TaskRuntime, WorkerMessage } from '../workers/protocol.js';
 
 /**
  * Runs tasks somewhere. `run` rejects with a WORKER_FAILED error whose `details.crashed` is true
@@ -88,28 +88,48 @@ export function workerPool<Setup, Task, Result, Ready>(kind: TaskKind<Setup, Tas
   if (!existsSync(kind.file)) {
     throw Errors.workerFailed(`the ${kind.name} worker file ${kind.file} is missing: build advstream first (npx tsc -p .)`);
   }
+  const stop = new SharedArrayBuffer(4);
+  const data: PoolData<Setup> = { setup, stop };
   const pool = new Piscina<WorkerMessage<Task>, unknown>({
     filename: kind.file,
     minThreads: threads,
     maxThreads: threads,
     // Threads stay for the whole run: their setup (backend, models) is the expensive part.
     idleTimeout: 2 ** 31 - 1,
-    workerData: setup,
+    workerData: data,
   });
   // A worker that fails with no task in hand is replaced by piscina; an unheard 'error' would throw.
   pool.on('error', () => {});
   let closed: Promise<void> | undefined;
+  const inFlight = new Set<Promise<unknown>>();
 
   const call = async (message: WorkerMessage<Task>, signal?: AbortSignal, transferList?: ArrayBuffer[]): Promise<unknown> => {
+    signal?.throwIfAborted();
+    // No signal goes to piscina: it would terminate a running thread, and onnxruntime-node aborts
+    // the process when a thread dies inside a run. An aborted task is abandoned here instead, and
+    // `close` stops it cooperatively.
+    const running = pool.run(message, transferList ? { transferList } : {});
+    inFlight.add(running);
+    void running.then(
+      () => inFlight.delete(running),
+      () => inFlight.delete(running),
+    );
     let out: unknown;
     try {
-      out = await pool.run(message, { ...(signal ? { signal } : {}), ...(transferList ? { transferList } : {}) });
+      out = await (signal ? abandonOnAbort(running, signal) : running);
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       throw Errors.workerFailed(`worker thread died: ${(e as Error).message}`, { crashed: true });
     }
     if (isFailure(out)) throw failureError(out);
     return out;
+  };
+
+  const shutdown = async (): Promise<void> => {
+    Atomics.store(new Int32Array(stop), 0, 1);
+    // Each task stops at its next model call; a thread stuck elsewhere is terminated after a while.
+    await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref())]);
+    await pool.destroy();
   };
 
   return {
@@ -121,8 +141,29 @@ export function workerPool<Setup, Task, Result, Ready>(kind: TaskKind<Setup, Tas
       const sent = kind.send(task);
       return (await call({ kind: 'batch', task: sent.task }, signal, sent.transfer)) as Result;
     },
-    close: () => (closed ??= pool.destroy()),
+    close: () => (closed ??= shutdown()),
   };
+}
+
+/** How long a closing pool waits for its tasks to stop before terminating the threads. */
+const STOP_GRACE_MS = 30_000;
+
+/** `running`, or the signal's reason as soon as it aborts (the task itself runs on). */
+function abandonOnAbort<T>(running: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    running.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 /** The main thread, one task at a time: for tfjs-node, and for debugging. */

@@ -51,6 +51,22 @@ export interface ResultLayout {
   attacks: readonly string[];
   /** Worst-case entries to add per source model. */
   worstCase: readonly WorstCaseGroup[];
+  /**
+   * Per pair `p = a·M + s`, true where attack a cannot run on source s (a gradient attack on a
+   * black-box ONNX model): the pair has no entries; the source is still scored on every other
+   * source's adversarials (a transfer target). Absent: every pair runs.
+   */
+  skipped?: readonly boolean[];
+}
+
+/**
+ * The pairs to skip: gradient attacks on black-box sources.
+ *
+ * @example
+ *   skippedPairs([fgsm, square], [false, true]); // [false, true, false, false]
+ */
+export function skippedPairs(attacks: readonly Pick<Attack, 'gradientFree'>[], blackBox: readonly boolean[]): boolean[] {
+  return attacks.flatMap((a) => blackBox.map((b) => b && !a.gradientFree));
 }
 
 /**
@@ -78,10 +94,11 @@ export function sampleResults(layout: ResultLayout, labels: Int32Array, r: EvalT
     const label = labels[i]!;
     const clean: Record<string, number> = {};
     layout.models.forEach((model, m) => (clean[model] = r.clean[m * n + i]!));
-    const adversarials: AdversarialResult[] = [];
+    const byPair: (AdversarialResult | undefined)[] = [];
     for (let a = 0; a < A; a++) {
       for (let s = 0; s < M; s++) {
         const p = a * M + s;
+        if (layout.skipped?.[p]) continue;
         const preds: Record<string, number> = {};
         layout.models.forEach((model, t) => (preds[model] = r.preds[(p * M + t) * n + i]!));
         const minEps = r.minEps[p * n + i]!;
@@ -95,12 +112,14 @@ export function sampleResults(layout: ResultLayout, labels: Int32Array, r: EvalT
           preds,
           ...(Number.isNaN(minEps) ? {} : { minEps }),
         };
-        adversarials.push(entry);
+        byPair[p] = entry;
       }
     }
+    const adversarials = byPair.filter((e): e is AdversarialResult => e !== undefined);
     for (const group of layout.worstCase) {
       for (let s = 0; s < M; s++) {
-        adversarials.push(worstCase(group.id, group.attacks.map((a) => adversarials[a * M + s]!), label));
+        const members = group.attacks.map((a) => byPair[a * M + s]).filter((e): e is AdversarialResult => e !== undefined);
+        if (members.length > 0) adversarials.push(worstCase(group.id, members, label));
       }
     }
     out.push({ label, clean, adversarials });

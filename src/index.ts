@@ -36,6 +36,18 @@ export {
   type ModelManifest,
 } from './models/artifact.js';
 export { FAMILIES, getFamily } from './models/registry.js';
+export {
+  asRunner,
+  tfjsRunner,
+  type Evaluation,
+  type GradEvaluation,
+  type ModelRunner,
+  type Objective,
+} from './models/runner.js';
+export { ENGINE_CHOICES, buildRunner, parseEngineChoice, type EngineChoice } from './engine/build.js';
+export { EXPORTABLE_FAMILIES, exportFamily, type NativeGraphs, type NativeProgram } from './engine/export.js';
+export { readOnnxFile, type OnnxInputSpec, type OnnxSidecar } from './engine/onnx-file.js';
+export { PROVIDERS, selectProvider, type EngineName, type ProviderCandidate, type ProviderInfo, type ProviderName } from './engine/ort.js';
 export type { Family, FamilyConfig, Trainer, TrainOption } from './models/family.js';
 export { defaultZooRefs, zooModels, zooRecipes, type ZooEntry, type ZooRecipe } from './models/zoo.js';
 export {

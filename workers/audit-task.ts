@@ -18,6 +18,7 @@ import { Errors } from '../src/errors.js';
 import { buildClassifier, type ModelArtifact } from '../src/models/artifact.js';
 import { inputSize, type Classifier } from '../src/models/classifier.js';
 import type { TaskResultHeader, TaskRuntime } from './protocol.js';
+import { isStopping } from '../src/models/runner.js';
 
 /** The source of an adaptive attack: the joint classifier of one detector's models. */
 export const ADAPTIVE_PREFIX = 'adaptive:';
@@ -189,7 +190,8 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
 
   /** Scores (and for an attack task, first attacks) one batch; see {@link AuditTaskResult}. */
   async run(task: AuditTask): Promise<AuditTaskResult> {
-    if (this.setup.hooks?.delayMs) await sleep(this.setup.hooks.delayMs);
+    // In short naps, so that a closing pool stops a slow task promptly (see `watchStopFlag`).
+    for (let left = this.setup.hooks?.delayMs ?? 0; left > 0 && !isStopping(); left -= 20) await sleep(Math.min(20, left));
     const startMs = performance.timeOrigin + performance.now();
     const { count: n, dim } = task;
     for (const m of this.models) {

@@ -12,8 +12,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { initBackend, tf, type BackendInfo } from '../src/backend/index.js';
 import { deriveSeed, parseAttackSpec, type Attack } from '../src/attacks/index.js';
 import { Errors } from '../src/errors.js';
-import { buildClassifier, type ModelArtifact } from '../src/models/artifact.js';
-import { inputSize, type Classifier } from '../src/models/classifier.js';
+import type { ModelArtifact } from '../src/models/artifact.js';
+import { inputSize } from '../src/models/classifier.js';
+import { isStopping, type ModelRunner } from '../src/models/runner.js';
+import { buildRunner, type EngineChoice } from '../src/engine/build.js';
 import { describeFailure, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
 
 /**
@@ -36,6 +38,8 @@ export interface EvalSetup {
   attacks: string[];
   /** A forced backend; the default is the first that starts (never tfjs-node in a worker). */
   backend?: string;
+  /** Which engine computes the models (see `src/engine/build.ts`); default `auto`. */
+  engine?: EngineChoice;
   hooks?: EvalTestHooks;
 }
 
@@ -95,7 +99,15 @@ export type EvalTaskFailure = TaskFailure;
 export interface EvalReady {
   workerId: string;
   backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
-  models: { id: string; family: string; inputShape: [number, number, number]; numClasses: number }[];
+  models: {
+    id: string;
+    family: string;
+    inputShape: [number, number, number];
+    numClasses: number;
+    /** What scores the model (`onnx-cpu`, `tfjs-wasm`, …) and what computes its input gradients (`none`: black-box). */
+    engine: string;
+    gradientEngine: string;
+  }[];
 }
 
 /** The transferable buffers of a result, for `Piscina.move`. */
@@ -116,7 +128,7 @@ function sum(counts: Uint32Array): number {
  * built from its artifact bytes on first use; the parsed attacks.
  */
 export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalReady> {
-  private readonly cache = new Map<string, Promise<Classifier>>();
+  private readonly cache = new Map<string, Promise<ModelRunner>>();
   private readonly attacks: Attack[];
 
   private constructor(
@@ -133,16 +145,16 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
     return new EvalRuntime(setup, info, workerId);
   }
 
-  private model(artifact: ModelArtifact): Promise<Classifier> {
+  private model(artifact: ModelArtifact): Promise<ModelRunner> {
     let built = this.cache.get(artifact.id);
     if (!built) {
-      built = buildClassifier(artifact);
+      built = buildRunner(artifact, this.setup.engine ?? 'auto');
       this.cache.set(artifact.id, built);
     }
     return built;
   }
 
-  private models(): Promise<Classifier[]> {
+  private models(): Promise<ModelRunner[]> {
     return Promise.all(this.setup.models.map((a) => this.model(a)));
   }
 
@@ -152,7 +164,14 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
     return {
       workerId: this.workerId,
       backend: { backend, simd, threads, ...(native ? { native } : {}) },
-      models: models.map((m) => ({ id: m.id, family: m.family, inputShape: [...m.inputShape], numClasses: m.numClasses })),
+      models: models.map((m) => ({
+        id: m.id,
+        family: m.family,
+        inputShape: [...m.inputShape],
+        numClasses: m.numClasses,
+        engine: m.engine,
+        gradientEngine: m.gradientEngine,
+      })),
     };
   }
 
@@ -163,7 +182,9 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
     const models = await this.models();
     const { count: n, dim } = task;
     for (const m of models) {
-      if (inputSize(m) !== dim) throw new Error(`${m.id} takes ${inputSize(m)} values per image, the batch has ${dim}`);
+      if (inputSize(m) !== dim) {
+        throw Errors.badModel(m.id, `takes ${m.inputShape.join('×')} images (${inputSize(m)} values), but the data has ${dim} values per image`);
+      }
     }
     const kept = task.pixelCount ?? 0;
     if (!(Number.isSafeInteger(kept) && kept >= 0 && kept <= n)) throw Errors.badArgument(`pixelCount must be an integer in [0, ${n}], got ${kept}`);
@@ -183,7 +204,9 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
     const labels = tf.tensor1d(task.labels, 'int32');
     try {
       for (let m = 0; m < M; m++) {
-        const pred = tf.tidy(() => tf.argMax(models[m]!.scores(x), 1));
+        const scores = await models[m]!.scores(x);
+        const pred = tf.tidy(() => tf.argMax(scores, 1));
+        scores.dispose();
         clean.set(await pred.data(), m * n);
         pred.dispose();
       }
@@ -192,6 +215,9 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
         for (let s = 0; s < M; s++) {
           const source = models[s]!;
           const p = a * M + s;
+          // A gradient attack cannot run on a black-box source: the pair is skipped (see
+          // `ResultLayout.skipped`), and the source stays a transfer target of the others.
+          if (!attack.gradientFree && source.gradientEngine === 'none') continue;
           const res = await attack.run(source, x, labels, { seed: pairSeed(task.seed, attack.id, source.id) });
           gradEvals += sum(res.gradients);
           forwardEvals += sum(res.forwards);
@@ -204,10 +230,9 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
           const adv = tf.tensor2d(res.adversarial, [n, dim]);
           try {
             for (let t = 0; t < M; t++) {
-              const scored = tf.tidy(() => {
-                const scores = models[t]!.scores(adv);
-                return { pred: tf.argMax(scores, 1), conf: t === s ? tf.max(tf.softmax(scores), 1) : undefined };
-              });
+              const scores = await models[t]!.scores(adv);
+              const scored = tf.tidy(() => ({ pred: tf.argMax(scores, 1), conf: t === s ? tf.max(tf.softmax(scores), 1) : undefined }));
+              scores.dispose();
               preds.set(await scored.pred.data(), (p * M + t) * n);
               if (scored.conf) confidence.set(await scored.conf.data(), p * n);
               tf.dispose([scored.pred, ...(scored.conf ? [scored.conf] : [])]);
@@ -257,7 +282,8 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
   private async applyHooks(task: EvalTask): Promise<void> {
     const hooks = this.setup.hooks;
     if (!hooks) return;
-    if (hooks.delayMs) await sleep(hooks.delayMs);
+    // In short naps, so that a closing pool stops a slow task as promptly as a real one.
+    for (let left = hooks.delayMs ?? 0; left > 0 && !isStopping(); left -= 20) await sleep(Math.min(20, left));
     if (hooks.crashOnId !== undefined && this.workerId !== 'main' && task.ids.includes(hooks.crashOnId)) {
       if (task.attempt < (hooks.crashAttempts ?? 1)) process.exit(70);
     }

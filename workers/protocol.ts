@@ -7,6 +7,16 @@
 import { threadId, workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { isAdvstreamError, type ErrorCode } from '../src/errors.js';
+import { watchStopFlag } from '../src/models/runner.js';
+
+/**
+ * What a pool hands each of its threads: the task kind's setup, and the flag the pool raises when it
+ * closes (a `SharedArrayBuffer` of one Int32; see `watchStopFlag`).
+ */
+export interface PoolData<Setup> {
+  setup: Setup;
+  stop: SharedArrayBuffer;
+}
 
 /** A message to a worker: start up and describe yourself, or run one task. */
 export type WorkerMessage<Task> = { kind: 'ready' } | { kind: 'batch'; task: Task };
@@ -45,7 +55,11 @@ export function taskWorker<Setup, Task, Result extends object, Ready>(
 ): (message: WorkerMessage<Task>) => Promise<unknown> {
   let runtime: Promise<TaskRuntime<Task, Result, Ready>> | undefined;
   return async (message) => {
-    runtime ??= create(workerData as Setup, `w${threadId}`);
+    if (!runtime) {
+      const data = workerData as PoolData<Setup>;
+      watchStopFlag(new Int32Array(data.stop));
+      runtime = create(data.setup, `w${threadId}`);
+    }
     try {
       const rt = await runtime;
       if (message.kind === 'ready') return await rt.ready();

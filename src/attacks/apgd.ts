@@ -20,7 +20,7 @@ import {
   type ResolvedParams,
 } from './params.js';
 import { deriveSeed, Rng } from './rng.js';
-import { openRows, PointKeeper, subset, withRestarts, type RunOutcome, type Subset } from './runs.js';
+import { openRows, PointKeeper, whereRows, subset, withRestarts, type RunOutcome, type Subset } from './runs.js';
 
 /**
  * AutoAttack's checkpoints: after `at` iterations, each closing an interval of `length` iterations.
@@ -75,9 +75,11 @@ async function apgdRun(
   const keeper = new PointKeeper(sub.x);
   const m = sub.x.shape[0];
   const checkpoints = new Map(checkpointSchedule(o.steps).map((c) => [c.at, c.length]));
+  const x0 = tf.tidy(() => sphereStart(o.distance.name, sub, rng));
+  const e0 = await ev.withGrad(x0);
   let state = tf.tidy(() => {
-    const x = sphereStart(o.distance.name, sub, rng);
-    const e = ev.withGrad(x);
+    const x = x0;
+    const e = e0;
     return {
       x,
       xOld: x,
@@ -93,6 +95,7 @@ async function apgdRun(
       lossBestLast: e.value,
     };
   });
+  e0.scores.dispose();
   const replace = (next: typeof state): void => {
     const keep = new Set(Object.values(next).map((t) => t.id));
     tf.dispose(Object.values(state).filter((t) => !keep.has(t.id)));
@@ -102,13 +105,16 @@ async function apgdRun(
     keeper.offer(state.x, state.adversarial, state.loss);
     for (let i = 0; i < o.steps && !(await keeper.allFound()); i++) {
       const a = i > 0 ? 0.75 : 1;
+      const x = tf.tidy(() => {
+        const s = state;
+        const z = project(sub.x, tf.add(s.x, tf.mul(s.step, o.distance.direction(s.grad))) as Tensor2D, sub.eps);
+        const moved = tf.add(tf.add(s.x, tf.mul(tf.sub(z, s.x), a)), tf.mul(tf.sub(s.x, s.xOld), 1 - a)) as Tensor2D;
+        return project(sub.x, moved, sub.eps);
+      });
+      const e = await ev.withGrad(x);
       replace(
         tf.tidy(() => {
           const s = state;
-          const z = project(sub.x, tf.add(s.x, tf.mul(s.step, o.distance.direction(s.grad))) as Tensor2D, sub.eps);
-          const moved = tf.add(tf.add(s.x, tf.mul(tf.sub(z, s.x), a)), tf.mul(tf.sub(s.x, s.xOld), 1 - a)) as Tensor2D;
-          const x = project(sub.x, moved, sub.eps);
-          const e = ev.withGrad(x);
           const improved = tf.greater(e.value, s.lossBest);
           const col = improved.reshape([-1, 1]);
           return {
@@ -118,13 +124,15 @@ async function apgdRun(
             grad: e.grad,
             loss: e.value,
             adversarial: sub.criterion.isAdversarial(e.scores),
-            xBest: tf.where(col, x, s.xBest) as Tensor2D,
-            gradBest: tf.where(col, e.grad, s.gradBest) as Tensor2D,
+            xBest: whereRows(col, x, s.xBest),
+            gradBest: whereRows(col, e.grad, s.gradBest),
             lossBest: tf.where(improved, e.value, s.lossBest) as Tensor1D,
             rises: tf.add(s.rises, tf.cast(tf.greater(e.value, s.loss), 'float32')) as Tensor1D,
           };
         }),
       );
+      // The state keeps x, the value and the gradient; the scores were read for the verdict only.
+      e.scores.dispose();
       keeper.offer(state.x, state.adversarial, state.loss);
       const k = checkpoints.get(i + 1);
       if (k === undefined) continue;
@@ -138,8 +146,8 @@ async function apgdRun(
           return {
             ...s,
             step: tf.where(col, tf.mul(s.step, 0.5), s.step) as Tensor2D,
-            x: tf.where(col, s.xBest, s.x) as Tensor2D,
-            grad: tf.where(col, s.gradBest, s.grad) as Tensor2D,
+            x: whereRows(col, s.xBest, s.x),
+            grad: whereRows(col, s.gradBest, s.grad),
             rises: tf.zeros([m]) as Tensor1D,
             reducedLast: reduce,
             lossBestLast: s.lossBest,
@@ -199,7 +207,7 @@ abstract class Apgd<S extends typeof APGD_PARAMS> extends FixedEpsilonAttack {
   }
 
   /** The least number of classes the loss needs, checked before any work. */
-  protected requireClasses(model: Classifier, least: number, why: string): void {
+  protected requireClasses(model: Pick<Classifier, 'id' | 'numClasses'>, least: number, why: string): void {
     if (model.numClasses < least) throw Errors.attackUnsupported(this.id, model.id, `${why} needs at least ${least} classes, the model has ${model.numClasses}`);
   }
 
@@ -235,8 +243,8 @@ function objectiveFor(loss: ApgdLoss, sub: Subset): Objective {
       return { kind: 'model', labels: targets ?? labels, sign: targets ? -1 : 1 };
     case 'ce':
       return targets
-        ? { kind: 'scores', fn: (s) => tf.neg(crossEntropy(s, targets)) }
-        : { kind: 'scores', fn: (s) => crossEntropy(s, labels) };
+        ? { kind: 'scores', fn: (s) => tf.neg(crossEntropy(s, targets)), ce: { labels: targets, sign: -1 } }
+        : { kind: 'scores', fn: (s) => crossEntropy(s, labels), ce: { labels, sign: 1 } };
     case 'dlr':
       return { kind: 'scores', fn: (s) => dlrLoss(s, labels) };
     case 'dlr-targeted':
@@ -323,7 +331,9 @@ export class ApgdT extends Apgd<typeof APGD_T_PARAMS> {
       return { adversarial };
     }
     const [count, dim] = ctx.x.shape;
-    const ranked = tf.tidy(() => tf.topk(ctx.model.scores(ctx.x), ctx.model.numClasses).indices);
+    const clean = await ctx.model.scores(ctx.x);
+    const ranked = tf.tidy(() => tf.topk(clean, ctx.model.numClasses).indices);
+    clean.dispose();
     const order = Int32Array.from(await ranked.data());
     ranked.dispose();
     const classes = ctx.model.numClasses;

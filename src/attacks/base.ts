@@ -7,6 +7,7 @@
 import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
 import { Errors } from '../errors.js';
 import { inputSize, type Classifier, type LossName } from '../models/classifier.js';
+import { asRunner, type ModelRunner } from '../models/runner.js';
 import { misclassification, targetedMisclassification, type Criterion } from './criteria.js';
 import { L2, Linf, type Distance } from './distances.js';
 import { EvalCounter } from './losses.js';
@@ -88,7 +89,8 @@ export interface SearchOutput {
 
 /** Everything a search sees. The tensors belong to the base: a search never disposes them. */
 export interface SearchContext {
-  model: Classifier;
+  /** The model, on whatever engine computes it: every call is asynchronous (see `models/runner.ts`). */
+  model: ModelRunner;
   /** Clean inputs `[B, D]` in [0,1]. */
   x: Tensor2D;
   /** True labels, int32 `[B]`. */
@@ -115,6 +117,7 @@ interface Finisher {
   readonly distance: Distance;
   readonly lossName: LossName;
   readonly bounded: boolean;
+  readonly gradientFree: boolean;
 }
 
 export type AttackKind = 'fixed-epsilon' | 'minimization';
@@ -134,8 +137,12 @@ export abstract class Attack {
   readonly lossName: LossName = 'ce';
   /** Whether returned points are clipped to [0,1]; only FGSM's paper mode turns it off. */
   readonly bounded: boolean = true;
+  /** Whether the attack needs scores only (black-box): it then runs on models without input gradients. */
+  get gradientFree(): boolean {
+    return false;
+  }
 
-  abstract run(model: Classifier, x: Tensor2D, labels: Tensor1D, options: RunOptions): Promise<AttackResult>;
+  abstract run(model: Classifier | ModelRunner, x: Tensor2D, labels: Tensor1D, options: RunOptions): Promise<AttackResult>;
 }
 
 /**
@@ -154,7 +161,7 @@ export abstract class FixedEpsilonAttack extends Attack {
    *   const result = await parseAttackSpec('pgd:eps=0.3').run(model, x, labels, { seed: 1 });
    *   result.success; // Uint8Array [B]
    */
-  async run(model: Classifier, x: Tensor2D, labels: Tensor1D, options: FixedEpsilonRunOptions): Promise<AttackResult> {
+  async run(model: Classifier | ModelRunner, x: Tensor2D, labels: Tensor1D, options: FixedEpsilonRunOptions): Promise<AttackResult> {
     const epsilons = options.epsilons ?? new Float32Array(x.shape[0]).fill(this.epsilon);
     if (epsilons.length !== x.shape[0] || epsilons.some((e) => !(e >= 0) || !Number.isFinite(e))) {
       throw Errors.badArgument(`${this.id}: epsilons must hold ${x.shape[0]} finite values ≥ 0`);
@@ -190,14 +197,14 @@ export abstract class MinimizationAttack extends Attack {
    *   const result = await parseAttackSpec('deepfool:norm=l2').run(model, x, labels, { seed: 1 });
    *   result.l2; // the size of each perturbation found
    */
-  async run(model: Classifier, x: Tensor2D, labels: Tensor1D, options: RunOptions): Promise<AttackResult> {
+  async run(model: Classifier | ModelRunner, x: Tensor2D, labels: Tensor1D, options: RunOptions): Promise<AttackResult> {
     return execute(this, model, x, labels, options, undefined, (ctx) => this.search(ctx));
   }
 
   protected abstract search(ctx: SearchContext): Promise<SearchOutput>;
 }
 
-function checkInputs(id: string, model: Classifier, x: Tensor2D, labels: Tensor1D, targets?: Tensor1D): void {
+function checkInputs(id: string, model: ModelRunner, x: Tensor2D, labels: Tensor1D, targets?: Tensor1D): void {
   const dim = inputSize(model);
   if (x.rank !== 2 || x.shape[1] !== dim) {
     throw Errors.badArgument(`${id}: inputs must be [B, ${dim}] for ${model.id}, got [${x.shape.join(', ')}]`);
@@ -213,9 +220,9 @@ function checkInputs(id: string, model: Classifier, x: Tensor2D, labels: Tensor1
  * The search's candidates made valid (finite, in the ε ball, in [0,1]; the clean input where the
  * criterion already held) and judged: verdict, prediction, loss and norms.
  */
-function judge(
+async function judge(
   attack: Finisher,
-  model: Classifier,
+  model: ModelRunner,
   x: Tensor2D,
   candidates: Tensor2D,
   done: Uint8Array,
@@ -224,23 +231,33 @@ function judge(
   epsilons: Float32Array | undefined,
 ) {
   const count = x.shape[0];
-  return tf.tidy(() => {
+  const adv = tf.tidy(() => {
     // A row the search left non-finite (a numerical blow-up) failed: it gets its clean input back.
     const finite = tf.cast(tf.min(tf.cast(tf.isFinite(candidates), 'float32'), 1, true), 'bool');
-    let adv = tf.where(finite, candidates, x) as Tensor2D;
-    if (epsilons) adv = attack.distance.project(x, adv, tf.tensor2d(epsilons, [count, 1]));
-    if (attack.bounded) adv = tf.clipByValue(adv, 0, 1) as Tensor2D;
-    adv = tf.where(tf.tensor2d(done, [count, 1], 'bool'), x, adv) as Tensor2D;
-    const scores = model.scores(adv);
-    return {
-      adv,
-      success: criterion.isAdversarial(scores),
-      predicted: tf.argMax(scores, 1),
-      loss: model.loss(attack.lossName, adv, lossLabels),
+    let a = tf.where(finite, candidates, x) as Tensor2D;
+    if (epsilons) a = attack.distance.project(x, a, tf.tensor2d(epsilons, [count, 1]));
+    if (attack.bounded) a = tf.clipByValue(a, 0, 1) as Tensor2D;
+    return tf.where(tf.tensor2d(done, [count, 1], 'bool'), x, a) as Tensor2D;
+  });
+  let scores: Tensor2D | undefined;
+  let loss: Tensor1D | undefined;
+  try {
+    scores = await model.scores(adv);
+    loss = await model.loss(attack.lossName, adv, lossLabels);
+    const s = scores;
+    const verdict = tf.tidy(() => ({
+      success: criterion.isAdversarial(s),
+      predicted: tf.argMax(s, 1),
       l2: L2.measure(x, adv),
       linf: Linf.measure(x, adv),
-    };
-  });
+    }));
+    return { adv, loss, ...verdict };
+  } catch (e) {
+    tf.dispose([adv, ...(loss ? [loss] : [])]);
+    throw e;
+  } finally {
+    scores?.dispose();
+  }
 }
 
 async function readFloat(t: tf.Tensor): Promise<Float32Array> {
@@ -250,19 +267,25 @@ async function readFloat(t: tf.Tensor): Promise<Float32Array> {
 /** The run shared by both bases: context, search, projection, verdict, plain-data result. */
 async function execute(
   attack: Finisher,
-  model: Classifier,
+  classifier: Classifier | ModelRunner,
   x: Tensor2D,
   labels: Tensor1D,
   options: RunOptions,
   epsilons: Float32Array | undefined,
   search: (ctx: SearchContext) => Promise<SearchOutput>,
 ): Promise<AttackResult> {
+  const model = asRunner(classifier);
   checkInputs(attack.id, model, x, labels, options.targets);
+  if (!attack.gradientFree && model.gradientEngine === 'none') {
+    throw Errors.attackUnsupported(attack.id, model.id, 'the model offers no input gradients (an ONNX model runs black-box); black-box attacks: square');
+  }
   const [count, dim] = x.shape;
   const counter = new EvalCounter(count);
   const targets = options.targets;
   const criterion = targets ? targetedMisclassification(targets) : misclassification(labels);
-  const cleanHit = tf.tidy(() => criterion.isAdversarial(model.scores(x)));
+  const cleanScores = await model.scores(x);
+  const cleanHit = tf.tidy(() => criterion.isAdversarial(cleanScores));
+  cleanScores.dispose();
   const done = Uint8Array.from(await cleanHit.data());
   cleanHit.dispose();
 
@@ -270,9 +293,9 @@ async function execute(
   const out = done.every((d) => d === 1)
     ? { adversarial: tf.clone(x) }
     : await search({ model, x, labels, targets, criterion, done, rng: new Rng(options.seed), seed: options.seed, counter });
-  let verdict: ReturnType<typeof judge>;
+  let verdict: Awaited<ReturnType<typeof judge>>;
   try {
-    verdict = judge(attack, model, x, out.adversarial, done, criterion, targets ?? labels, epsilons);
+    verdict = await judge(attack, model, x, out.adversarial, done, criterion, targets ?? labels, epsilons);
   } finally {
     out.adversarial.dispose();
   }

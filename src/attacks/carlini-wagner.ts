@@ -4,7 +4,7 @@ import { MinimizationAttack, type SearchContext, type SearchOutput } from './bas
 import { L2 } from './distances.js';
 import { Evaluator } from './losses.js';
 import { configure, type ParamSchema, type ParamValues } from './params.js';
-import { openRows, scatterRows, subset } from './runs.js';
+import { openRows, scatterRows, subset, whereRows } from './runs.js';
 
 export const CW_PARAMS = {
   searches: { type: 'int', min: 1, max: 100, default: 9, doc: 'binary-search steps over the constant c' },
@@ -66,10 +66,10 @@ export class L2CarliniWagner extends MinimizationAttack {
         let previous = Infinity;
         const checkEvery = Math.max(1, Math.ceil(steps / 10));
         for (let t = 1; t <= steps; t++) {
+          const squashed = tf.tidy(() => tf.tanh(tf.add(w0, modifier)));
+          const xAdv = tf.tidy(() => tf.div(tf.add(squashed, 1), 2) as Tensor2D);
+          const e = await ev.withGrad(xAdv);
           const next = tf.tidy(() => {
-            const squashed = tf.tanh(tf.add(w0, modifier));
-            const xAdv = tf.div(tf.add(squashed, 1), 2) as Tensor2D;
-            const e = ev.withGrad(xAdv);
             const diff = tf.sub(xAdv, sub.x);
             const l2sq = tf.sum(tf.square(diff), 1);
             const l2 = tf.sqrt(l2sq) as Tensor1D;
@@ -90,11 +90,11 @@ export class L2CarliniWagner extends MinimizationAttack {
               second: m2,
               succeeded: tf.logicalOr(succeeded, hit) as Tensor1D,
               bestL2: tf.where(better, l2, bestL2) as Tensor1D,
-              bestAdv: tf.where(better.reshape([-1, 1]), xAdv, bestAdv) as Tensor2D,
+              bestAdv: whereRows(better, xAdv, bestAdv),
               total: tf.sum(tf.add(l2sq, e.value)),
             };
           });
-          tf.dispose([modifier, first, second, succeeded, bestL2, bestAdv]);
+          tf.dispose([modifier, first, second, succeeded, bestL2, bestAdv, squashed, xAdv, e.value, e.grad, e.scores]);
           ({ modifier, first, second, succeeded, bestL2, bestAdv } = next);
           const check = abort && t % checkEvery === 0;
           const total = check ? (await next.total.data())[0]! : 0;

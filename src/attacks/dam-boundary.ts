@@ -8,7 +8,7 @@ import { MinimizationAttack, type SearchContext, type SearchOutput } from './bas
 import { Linf } from './distances.js';
 import { Evaluator, lossObjective } from './losses.js';
 import { configure, type ParamSchema, type ParamValues } from './params.js';
-import { openRows, rowsWhere, scatterRows, subset } from './runs.js';
+import { openRows, rowsWhere, scatterRows, subset, whereRows } from './runs.js';
 
 export const DAM_BOUNDARY_PARAMS = {
   step: {
@@ -60,12 +60,12 @@ export class LinfDamBoundary extends MinimizationAttack {
     const { step, steps } = this.params;
     const rows = openRows(ctx);
     const sub = subset(ctx, rows);
-    const goal =
-      sub.targets ??
-      (tf.tidy(() => {
-        const top2 = tf.topk(ctx.model.scores(sub.x), 2).indices;
-        return top2.slice([0, 1], [-1, 1]).reshape([-1]);
-      }) as Tensor1D);
+    let goal = sub.targets;
+    if (!goal) {
+      const clean = await ctx.model.scores(sub.x);
+      goal = tf.tidy(() => tf.topk(clean, 2).indices.slice([0, 1], [-1, 1]).reshape([-1]) as Tensor1D);
+      clean.dispose();
+    }
     let x = tf.clone(sub.x);
     try {
       let active = Int32Array.from(rows.keys());
@@ -75,18 +75,18 @@ export class LinfDamBoundary extends MinimizationAttack {
         const labels = tf.gather(sub.labels, index) as Tensor1D;
         const targets = tf.gather(goal, index) as Tensor1D;
         const ev = new Evaluator(ctx.model, lossObjective(this.lossName, labels, targets), ctx.counter, global);
+        const xa = tf.tidy(() => tf.gather(x, index) as Tensor2D);
+        const e = await ev.withGrad(xa);
         const out = tf.tidy(() => {
-          const xa = tf.gather(x, index) as Tensor2D;
-          const e = ev.withGrad(xa);
           const predicted = tf.argMax(e.scores, 1);
           const crossed = sub.criterion.kind === 'targeted' ? tf.equal(predicted, targets) : tf.notEqual(predicted, labels);
           // The objective is −loss(x; τ): ascending it is the spec's descent on the loss.
           const peak = tf.maximum(tf.max(tf.abs(e.grad), 1, true), 1e-30);
           const stepped = tf.clipByValue(tf.add(xa, tf.mul(tf.div(e.grad, peak), step)), 0, 1);
-          return { crossed, x: scatterRows(x, active, tf.where(crossed.reshape([-1, 1]), xa, stepped) as Tensor2D) };
+          return { crossed, x: scatterRows(x, active, whereRows(crossed, xa, stepped as Tensor2D)) };
         });
         const crossed = Uint8Array.from(await out.crossed.data());
-        tf.dispose([index, labels, targets, out.crossed, x]);
+        tf.dispose([index, labels, targets, out.crossed, x, xa, e.value, e.grad, e.scores]);
         x = out.x;
         active = Int32Array.from(rowsWhere(crossed, 0), (i) => active[i]!);
       }

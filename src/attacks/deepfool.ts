@@ -47,15 +47,15 @@ export class DeepFool extends MinimizationAttack {
     const classes = ctx.model.numClasses;
     const k = sub.targets ? 2 : Math.min(this.params.candidates, classes);
     // Per row: the clean prediction first, then the other candidates; as one-hot masks [m, C].
+    const cleanScores = await ctx.model.scores(sub.x);
     const masks = tf.tidy(() => {
-      const order = tf.topk(ctx.model.scores(sub.x), classes).indices;
+      const order = tf.topk(cleanScores, classes).indices;
       const firsts = [tf.oneHot(order.slice([0, 0], [m, 1]).reshape([-1]) as Tensor1D, classes)];
       if (sub.targets) firsts.push(tf.oneHot(sub.targets, classes));
       else for (let j = 1; j < k; j++) firsts.push(tf.oneHot(order.slice([0, j], [m, 1]).reshape([-1]) as Tensor1D, classes));
       return firsts.map((t) => t.cast('float32') as Tensor2D);
     });
-    const adversarialAt = (xa: Tensor2D, labels: Tensor1D, targets?: Tensor1D): Tensor1D =>
-      (targets && sub.criterion.kind === 'targeted' ? targetedMisclassification(targets) : misclassification(labels)).isAdversarial(ctx.model.scores(xa));
+    cleanScores.dispose();
     let x = tf.clone(sub.x);
     let total = tf.zerosLike(sub.x) as Tensor2D;
     try {
@@ -63,23 +63,39 @@ export class DeepFool extends MinimizationAttack {
       for (let step = 0; step < steps; step++) {
         // A forward pass on the rows still moving: those already across stop here.
         ctx.counter.add('forwards', Int32Array.from(active, (i) => rows[i]!));
+        const probe = tf.tidy(() => tf.gather(x, tf.tensor1d(active, 'int32')) as Tensor2D);
+        const probeScores = await ctx.model.scores(probe);
         const hit = tf.tidy(() => {
           const index = tf.tensor1d(active, 'int32');
-          return adversarialAt(tf.gather(x, index) as Tensor2D, tf.gather(sub.labels, index) as Tensor1D, sub.targets ? (tf.gather(sub.targets, index) as Tensor1D) : undefined);
+          const labels = tf.gather(sub.labels, index) as Tensor1D;
+          const criterion =
+            sub.targets && sub.criterion.kind === 'targeted'
+              ? targetedMisclassification(tf.gather(sub.targets, index) as Tensor1D)
+              : misclassification(labels);
+          return criterion.isAdversarial(probeScores);
         });
+        tf.dispose([probe, probeScores]);
         const still = rowsWhere(Uint8Array.from(await hit.data()), 0);
         hit.dispose();
         active = Int32Array.from(still, (i) => active[i]!);
         if (active.length === 0) break;
         const global = Int32Array.from(active, (i) => rows[i]!);
-        const next = tf.tidy(() => {
-          const index = tf.tensor1d(active, 'int32');
-          const xa = tf.gather(x, index) as Tensor2D;
-          const base = tf.gather(masks[0]!, index) as Tensor2D;
-          const options = masks.slice(1).map((mask) => {
-            const diff = tf.sub(tf.gather(mask, index), base) as Tensor2D;
+        const index = tf.tensor1d(active, 'int32');
+        const xa = tf.gather(x, index) as Tensor2D;
+        const base = tf.gather(masks[0]!, index) as Tensor2D;
+        const evaluated: { diff: Tensor2D; value: Tensor1D; grad: Tensor2D; scores: Tensor2D }[] = [];
+        try {
+          for (const mask of masks.slice(1)) {
+            const diff = tf.tidy(() => tf.sub(tf.gather(mask, index), base) as Tensor2D);
             const ev = new Evaluator(ctx.model, { kind: 'scores', fn: (s) => tf.sum(tf.mul(s, diff), 1) as Tensor1D }, ctx.counter, global);
-            const { value, grad } = ev.withGrad(xa);
+            evaluated.push({ diff, ...(await ev.withGrad(xa)) });
+          }
+        } catch (e) {
+          tf.dispose([index, xa, base, ...evaluated.flatMap((o) => [o.diff, o.value, o.grad, o.scores])]);
+          throw e;
+        }
+        const next = tf.tidy(() => {
+          const options = evaluated.map(({ value, grad }) => {
             const size = linf ? tf.sum(tf.abs(grad), 1) : tf.norm(grad, 'euclidean', 1);
             return { value, grad, size, distance: tf.div(tf.abs(value), tf.add(size, 1e-8)) };
           });
@@ -97,6 +113,7 @@ export class DeepFool extends MinimizationAttack {
           const xNext = tf.clipByValue(tf.add(sub.x, tf.mul(totalNext, 1 + overshoot)), 0, 1) as Tensor2D;
           return { x: xNext, total: totalNext };
         });
+        tf.dispose([index, xa, base, ...evaluated.flatMap((o) => [o.diff, o.value, o.grad, o.scores])]);
         tf.dispose([x, total]);
         ({ x, total } = next);
       }

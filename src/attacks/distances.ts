@@ -40,8 +40,13 @@ export const L2: NormDistance = {
 export const Linf: NormDistance = {
   name: 'linf',
   measure: (x0, x) => tf.tidy(() => tf.max(tf.abs(tf.sub(x, x0)), 1) as Tensor1D),
+  // ε is spread to the full shape first: WASM's Minimum/Maximum are ~25× slower when they broadcast
+  // a [B, 1] operand than on equal shapes (a multiply broadcasts fast), and this runs every step.
   project: (x0, x, eps) =>
-    tf.tidy(() => tf.add(x0, tf.minimum(tf.maximum(tf.sub(x, x0), tf.neg(eps)), eps)) as Tensor2D),
+    tf.tidy(() => {
+      const e = tf.mul(eps, tf.onesLike(x));
+      return tf.add(x0, tf.minimum(tf.maximum(tf.sub(x, x0), tf.neg(e)), e)) as Tensor2D;
+    }),
   // sign(0) = 0 (seeds-spec 2.1): a pixel with no gradient is left alone.
   direction: (g) => tf.sign(g) as Tensor2D,
 };

@@ -12,10 +12,9 @@ async function fastGradientStep(ctx: FixedEpsilonContext, distance: NormDistance
   const sub = subset(ctx, openRows(ctx));
   try {
     const ev = new Evaluator(ctx.model, lossObjective(loss, sub.labels, sub.targets), ctx.counter, sub.rows);
-    const stepped = tf.tidy(() => {
-      const { grad } = ev.withGrad(sub.x);
-      return tf.add(sub.x, tf.mul(distance.direction(grad), sub.eps)) as Tensor2D;
-    });
+    const e = await ev.withGrad(sub.x);
+    const stepped = tf.tidy(() => tf.add(sub.x, tf.mul(distance.direction(e.grad), sub.eps)) as Tensor2D);
+    tf.dispose([e.grad, e.value, e.scores]);
     // Rows not attacked keep their clean input (the base returns x for them anyway).
     const adversarial = scatterRows(ctx.x, sub.rows, stepped);
     stepped.dispose();

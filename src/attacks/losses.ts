@@ -4,7 +4,10 @@
  * pass with the scores; the family's own loss (`model`) needs a second forward for the scores.
  */
 import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
-import type { Classifier, LossName } from '../models/classifier.js';
+import type { LossName } from '../models/classifier.js';
+import type { Evaluation, GradEvaluation, ModelRunner, Objective } from '../models/runner.js';
+
+export type { Evaluation, GradEvaluation, Objective } from '../models/runner.js';
 
 /** Per-sample evaluation counts of one run, indexed by the run's rows. */
 export class EvalCounter {
@@ -23,11 +26,6 @@ export class EvalCounter {
     else for (let i = 0; i < rows.length; i++) counts[rows[i]!]! += times;
   }
 }
-
-/** A per-sample quantity to ascend: computed from the scores, or the family's own loss times `sign`. */
-export type Objective =
-  | { readonly kind: 'scores'; readonly fn: (scores: Tensor2D) => Tensor1D }
-  | { readonly kind: 'model'; readonly labels: Tensor1D; readonly sign: 1 | -1 };
 
 /**
  * Cross-entropy of the softmax of the scores, per sample: the `ce` loss of {@link Classifier}.
@@ -107,63 +105,45 @@ export function targetedDlrLoss(scores: Tensor2D, labels: Tensor1D, targets: Ten
  */
 export function lossObjective(loss: LossName, labels: Tensor1D, targets?: Tensor1D): Objective {
   if (loss === 'model') return { kind: 'model', labels: targets ?? labels, sign: targets ? -1 : 1 };
-  if (targets) return { kind: 'scores', fn: (s) => tf.neg(crossEntropy(s, targets)) };
-  return { kind: 'scores', fn: (s) => crossEntropy(s, labels) };
+  return ceObjective(labels, targets);
 }
 
-export interface Evaluation {
-  /** `[B]` objective values. */
-  value: Tensor1D;
-  /** `[B, C]` scores. */
-  scores: Tensor2D;
-}
-export interface GradEvaluation extends Evaluation {
-  /** `[B, D]` gradient of the objective with respect to the input. */
-  grad: Tensor2D;
+/** Cross-entropy of the labels to ascend, or of the targets to descend, marked as such for fused engines. */
+export function ceObjective(labels: Tensor1D, targets?: Tensor1D): Objective {
+  if (targets) return { kind: 'scores', fn: (s) => tf.neg(crossEntropy(s, targets)), ce: { labels: targets, sign: -1 } };
+  return { kind: 'scores', fn: (s) => crossEntropy(s, labels), ce: { labels, sign: 1 } };
 }
 
 /**
  * Evaluates an objective on a batch whose rows are `rows` of the run (for the counts). Every tensor
- * returned is new and owned by the caller; call inside `tf.tidy`.
+ * returned is new and owned by the caller. The calls are asynchronous (a native engine answers
+ * asynchronously): never call them inside `tf.tidy`; keep tfjs arithmetic in tidies between them.
  */
 export class Evaluator {
   constructor(
-    private readonly model: Classifier,
+    private readonly model: ModelRunner,
     private readonly objective: Objective,
     private readonly counter: EvalCounter,
     private readonly rows?: ArrayLike<number>,
   ) {}
 
   /** One gradient evaluation (forward and backward); the model's own loss adds a forward for the scores. */
-  withGrad(x: Tensor2D): GradEvaluation {
+  withGrad(x: Tensor2D): Promise<GradEvaluation> {
     this.counter.add('gradients', this.rows);
-    const { model, objective } = this;
-    if (objective.kind === 'model') {
-      this.counter.add('forwards', this.rows);
-      const { value, grad } = tf.valueAndGrad((xi: Tensor2D) =>
-        tf.mul(model.loss('model', xi, objective.labels), objective.sign) as Tensor1D,
-      )(x);
-      return { value, grad, scores: model.scores(x) };
-    }
-    const classes = model.numClasses;
-    // One forward: the objective and the scores side by side, with the upstream gradient on the
-    // objective's column only.
-    const dy = tf.concat([tf.ones([x.shape[0], 1]), tf.zeros([x.shape[0], classes])], 1) as Tensor2D;
-    const { value, grad } = tf.valueAndGrad((xi: Tensor2D) => {
-      const scores = model.scores(xi);
-      return tf.concat([objective.fn(scores).reshape([-1, 1]), scores], 1) as Tensor2D;
-    })(x, dy);
-    const [column, scores] = tf.split(value, [1, classes], 1) as [Tensor2D, Tensor2D];
-    return { value: column.reshape([-1]) as Tensor1D, grad, scores };
+    if (this.objective.kind === 'model') this.counter.add('forwards', this.rows);
+    return this.model.gradient(this.objective, x);
   }
 
   /** Forward only: one pass, two for the model's own loss. */
-  forward(x: Tensor2D): Evaluation {
+  async forward(x: Tensor2D): Promise<Evaluation> {
     const { model, objective } = this;
     this.counter.add('forwards', this.rows);
-    const scores = model.scores(x);
-    if (objective.kind === 'scores') return { value: objective.fn(scores), scores };
+    const scores = await model.scores(x);
+    if (objective.kind === 'scores') return { value: tf.tidy(() => objective.fn(scores)), scores };
     this.counter.add('forwards', this.rows);
-    return { value: tf.mul(model.loss('model', x, objective.labels), objective.sign) as Tensor1D, scores };
+    const loss = await model.loss('model', x, objective.labels);
+    const value = tf.tidy(() => tf.mul(loss, objective.sign) as Tensor1D);
+    loss.dispose();
+    return { value, scores };
   }
 }

@@ -53,6 +53,9 @@ export class MinimalEpsilon extends MinimizationAttack {
   readonly id: string;
   readonly params: ParamValues<typeof MIN_EPSILON_PARAMS>;
   readonly distance: Attack['distance'];
+  override get gradientFree(): boolean {
+    return this.inner.gradientFree;
+  }
 
   constructor(
     readonly inner: Attack,

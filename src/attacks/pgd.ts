@@ -50,10 +50,8 @@ function iterate(
     let velocity = o.decay === undefined ? undefined : (tf.zerosLike(sub.x) as Tensor2D);
     try {
       for (let k = 0; k < o.steps; k++) {
-        const e = tf.tidy(() => {
-          const r = ev.withGrad(x);
-          return { ...r, adversarial: sub.criterion.isAdversarial(r.scores) };
-        });
+        const r = await ev.withGrad(x);
+        const e = { ...r, adversarial: tf.tidy(() => sub.criterion.isAdversarial(r.scores)) };
         keeper.offer(x, e.adversarial, e.value);
         const finished = await keeper.allFound();
         const next = finished
@@ -74,10 +72,8 @@ function iterate(
         x = next.x;
         velocity = next.v;
       }
-      const last = tf.tidy(() => {
-        const r = ev.forward(x);
-        return { ...r, adversarial: sub.criterion.isAdversarial(r.scores) };
-      });
+      const r = await ev.forward(x);
+      const last = { ...r, adversarial: tf.tidy(() => sub.criterion.isAdversarial(r.scores)) };
       keeper.offer(x, last.adversarial, last.value);
       tf.dispose(last);
       return await keeper.outcome();

@@ -225,6 +225,9 @@ function l2Propose(g: Geometry, x0: Float32Array, best: Float32Array, eps: numbe
  */
 export class SquareAttack extends FixedEpsilonAttack {
   readonly name = 'square';
+  override get gradientFree(): boolean {
+    return true;
+  }
   readonly id: string;
   readonly params: ParamValues<typeof SQUARE_PARAMS>;
   readonly epsilon: number;
@@ -257,12 +260,15 @@ export class SquareAttack extends FixedEpsilonAttack {
       ctx.counter.add('forwards', rows);
       const batch = new Float32Array(rows.length * dim);
       points.forEach((p, i) => batch.set(p, i * dim));
+      const input = tf.tensor2d(batch, [rows.length, dim]) as Tensor2D;
+      const scores = await ctx.model.scores(input);
+      input.dispose();
       const t = tf.tidy(() => {
         const y = tf.tensor1d(Int32Array.from(rows, (r) => labels[r]!), 'int32');
         const criterion = targeted ? targetedMisclassification(y) : misclassification(y);
-        const scores = ctx.model.scores(tf.tensor2d(batch, [rows.length, dim]) as Tensor2D);
         return { margin: criterion.margin(scores), hit: criterion.isAdversarial(scores) };
       });
+      scores.dispose();
       const out = { margin: Float32Array.from(await t.margin.data()), hit: Uint8Array.from(await t.hit.data()) };
       tf.dispose(t);
       return out;

@@ -12,6 +12,7 @@ import { tf, type NamedTensorMap } from '../backend/index.js';
 import { Errors } from '../errors.js';
 import { ZOO_DIR } from '../paths.js';
 import type { Classifier } from './classifier.js';
+import { ONNX_LAYOUTS, readOnnxFile } from '../engine/onnx-file.js';
 import { getFamily } from './registry.js';
 import { userClassifier } from './user.js';
 
@@ -36,7 +37,20 @@ const userModelJson = z.object({
   modelTopology: z.unknown(),
   weightsManifest,
 });
-const modelJson = z.union([advstreamModelJson, userModelJson]);
+/** An ONNX model: `weightData` holds the `.onnx` bytes; the rest is its resolved input spec. */
+const onnxModelJson = z.object({
+  format: z.literal('onnx'),
+  input: z.string(),
+  output: z.string(),
+  layout: z.enum(ONNX_LAYOUTS),
+  shape: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]),
+  batch: z.number().int().positive().nullable(),
+  mean: z.array(z.number()),
+  std: z.array(z.number()),
+});
+/** What a `model.json` may hold (an ONNX model has no model.json: its spec comes from the graph and the sidecar). */
+const tfjsModelJson = z.union([advstreamModelJson, userModelJson]);
+const modelJson = z.union([advstreamModelJson, onnxModelJson, userModelJson]);
 export type ModelJson = z.infer<typeof modelJson>;
 
 export const manifestSchema = z.object({
@@ -185,10 +199,14 @@ async function readerFor(ref: string): Promise<{ reader: Reader; modelFile: stri
  *   const artifact = await loadArtifact('zoo:mlp-relu');
  */
 export async function loadArtifact(ref: string): Promise<ModelArtifact> {
+  if (ref.toLowerCase().endsWith('.onnx') && !/^https?:\/\//.test(ref)) {
+    const { bytes, spec } = await readOnnxFile(ref);
+    return { id: ref, modelJson: spec, weightData: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer };
+  }
   const { reader, modelFile } = await readerFor(ref);
   const jsonBytes = await reader.read(modelFile);
   if (!jsonBytes) throw Errors.badModel(reader.where, `${modelFile} not found`);
-  const json = parseJson(new TextDecoder().decode(jsonBytes), modelJson, `${reader.where}/${modelFile}`);
+  const json = parseJson(new TextDecoder().decode(jsonBytes), tfjsModelJson, `${reader.where}/${modelFile}`);
   const chunks: Uint8Array[] = [];
   for (const group of json.weightsManifest) {
     for (const p of group.paths) {
@@ -211,13 +229,18 @@ export async function loadArtifact(ref: string): Promise<ModelArtifact> {
 
 /** Named tensors from an artifact's weight bytes. */
 export function decodeWeights(artifact: ModelArtifact): NamedTensorMap {
-  const specs = artifact.modelJson.weightsManifest.flatMap((g) => g.weights);
+  const json = artifact.modelJson;
+  if (!('weightsManifest' in json)) throw Errors.badModel(artifact.id, 'an ONNX model has no tfjs weights');
+  const specs = json.weightsManifest.flatMap((g) => g.weights);
   return tf.io.decodeWeights(artifact.weightData, specs as tf.io.WeightsManifestEntry[]);
 }
 
 /** Builds a classifier from plain data: no I/O, safe in worker threads. */
 export async function buildClassifier(artifact: ModelArtifact): Promise<Classifier> {
   const json = artifact.modelJson;
+  if (json.format === 'onnx') {
+    throw Errors.badModel(artifact.id, 'an ONNX model runs on ONNX Runtime only (eval with --engine auto or onnx); this needs a tfjs classifier (the audit\'s detectors are tfjs code)');
+  }
   if ('family' in json && json.format === 'advstream') {
     const family = getFamily(json.family);
     const weights = decodeWeights(artifact);

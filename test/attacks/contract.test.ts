@@ -7,6 +7,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf } from '../../src/backend/index.js';
 import { ATTACKS, FixedEpsilonAttack, parseAttackSpec, type Attack, type AttackResult } from '../../src/attacks/index.js';
 import type { Classifier } from '../../src/models/classifier.js';
+import { tfjsRunner, type ModelRunner } from '../../src/models/runner.js';
+import { EXPORTABLE_FAMILIES, exportFamily, type PlainWeights } from '../../src/engine/export.js';
+import { FamilyRunner } from '../../src/engine/native.js';
 import { getFamily, FAMILIES as REGISTERED_FAMILIES } from '../../src/models/registry.js';
 import { TINY } from '../models/helpers.js';
 import { build, FAMILIES, mnist, rows, tensors, trainZoo, type Slice, type Zoo } from './fixtures.js';
@@ -69,7 +72,7 @@ function norms(clean: Slice, res: AttackResult): { linf: number[]; l2: number[];
   return { linf, l2, lo, hi };
 }
 
-async function attack(a: Attack, model: Classifier, batch: Slice, seed: number): Promise<AttackResult> {
+async function attack(a: Attack, model: Classifier | ModelRunner, batch: Slice, seed: number): Promise<AttackResult> {
   const { x, labels } = tensors(batch);
   try {
     return await a.run(model, x, labels, { seed });
@@ -153,6 +156,67 @@ for (const backend of ['cpu', 'wasm'] as const) {
     }
   });
 }
+
+/**
+ * A registered family on the native engine, as `--engine auto` builds it: ONNX Runtime for what the
+ * family exports, tfjs behind it for the rest (and for families without an export).
+ */
+async function nativeRegistered(r: (typeof REGISTERED)[number]): Promise<ModelRunner> {
+  const f = getFamily(r.family);
+  const config = f.configure(r.options);
+  const weights = f.init(config, 11);
+  const plain: PlainWeights = {};
+  for (const [name, t] of Object.entries(weights)) plain[name] = { shape: [...t.shape], data: Float32Array.from(t.dataSync()) };
+  const classifier = f.build(`test:${r.name}`, config, weights);
+  if (!EXPORTABLE_FAMILIES.includes(r.family)) return tfjsRunner(classifier);
+  const graphs = exportFamily(r.family, config, plain, classifier.id);
+  return FamilyRunner.create({ id: classifier.id, inputShape: classifier.inputShape, graphs, provider: 'cpu', fallback: tfjsRunner(classifier) });
+}
+
+describe('every attack on the native engine', () => {
+  const test = mnist('t10k', 0, 2 * BATCH);
+  const first = rows(test, 0, BATCH);
+  const second = rows(test, BATCH, BATCH);
+  beforeAll(async () => {
+    await initBackend({ backend: 'wasm' });
+  });
+
+  for (const entry of ATTACKS) {
+    for (const spec of CHEAP[entry.name] ?? []) {
+      it(`${spec} keeps the contract on every registered family`, async () => {
+        const a = parseAttackSpec(spec);
+        for (const r of REGISTERED) {
+          const model = await nativeRegistered(r);
+          const where = `${spec} on ${r.name}/${model.engine}`;
+          try {
+            const afterBuild = tf.memory().numTensors;
+            const r1 = await attack(a, model, first, 7);
+            const r2 = await attack(a, model, first, 7);
+            const r3 = await attack(a, model, second, 8);
+            expect(tf.memory().numTensors, `${where}: tensors after 3 batches`).toBe(afterBuild);
+            expect(sameResult(r1, r2), `${where}: same seed, same result`).toBe(true);
+            for (const [res, batch] of [[r1, first], [r3, second]] as const) {
+              const got = norms(batch, res);
+              if (a instanceof FixedEpsilonAttack) {
+                const size = a.distance.name === 'l2' ? got.l2 : got.linf;
+                expect(Math.max(...size), `${where}: inside the ε ball`).toBeLessThanOrEqual(a.epsilon + 1e-6);
+              }
+              if (a.bounded) {
+                expect(got.lo, `${where}: ≥ 0`).toBeGreaterThanOrEqual(0);
+                expect(got.hi, `${where}: ≤ 1`).toBeLessThanOrEqual(1);
+              }
+              for (let i = 0; i < res.count; i++) {
+                expect(res.success[i], `${where}: success is the verdict on the prediction`).toBe(res.predicted[i] !== batch.labels[i] ? 1 : 0);
+              }
+            }
+          } finally {
+            model.dispose();
+          }
+        }
+      });
+    }
+  }
+});
 
 /** Per sample, whether the model is right on the clean input. */
 async function attackFree(model: Classifier, batch: Slice): Promise<boolean[]> {

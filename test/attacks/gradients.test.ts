@@ -4,6 +4,7 @@ import { initBackend, tf, type Tensor1D, type Tensor2D } from '../../src/backend
 import { dlrLoss, EvalCounter, targetedDlrLoss } from '../../src/attacks/index.js';
 import { Evaluator, lossObjective } from '../../src/attacks/losses.js';
 import type { LossName } from '../../src/models/classifier.js';
+import { asRunner } from '../../src/models/runner.js';
 import { build, FAMILIES, mnist, trainZoo, type Zoo } from './fixtures.js';
 import { Rng } from '../../src/attacks/rng.js';
 
@@ -61,7 +62,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
       labels.dispose();
     });
 
-    it('the evaluator gives the model\'s own losses, their gradients and the scores in one pass', () => {
+    it('the evaluator gives the model\'s own losses, their gradients and the scores in one pass', async () => {
       const x = tf.tensor2d(test.x, [2, 784]);
       const labels = tf.tensor1d(test.labels, 'int32');
       const targets = tf.tensor1d(test.labels.map((y) => (y + 1) % 10), 'int32');
@@ -70,9 +71,9 @@ for (const backend of ['cpu', 'wasm'] as const) {
         for (const loss of ['ce', 'model'] as LossName[]) {
           for (const t of [undefined, targets]) {
             const counter = new EvalCounter(2);
-            const ev = new Evaluator(model, lossObjective(loss, labels, t), counter);
+            const ev = new Evaluator(asRunner(model), lossObjective(loss, labels, t), counter);
+            const e = await ev.withGrad(x);
             const got = tf.tidy(() => {
-              const e = ev.withGrad(x);
               const sign = t ? -1 : 1;
               const want = (xi: Tensor2D): Tensor1D => tf.mul(model.loss(loss, xi, t ?? labels), sign) as Tensor1D;
               // The attack's CE gradient is CE's exact direction rescaled per sample by 1/(1 − p_y),
@@ -93,6 +94,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
                 tf.max(tf.abs(e.grad)),
               ].map((v) => v.dataSync()[0]!);
             });
+            tf.dispose([e.value, e.grad, e.scores]);
             const where = `${family}/${loss}/${t ? 'targeted' : 'untargeted'}`;
             expect(got[0], `${where} value`).toBeLessThan(1e-4);
             expect(got[1], `${where} gradient`).toBeLessThanOrEqual(1e-4 * Math.max(got[3]!, 1e-6));

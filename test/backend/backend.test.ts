@@ -76,7 +76,7 @@ describe('kernel coverage', () => {
 describe('advstream backend (CLI)', () => {
   it('prints the documented JSON', () => {
     const out = JSON.parse(execFileSync(process.execPath, [CLI, 'backend', '--json']).toString()) as Record<string, unknown>;
-    expect(Object.keys(out).sort()).toEqual(['backend', 'candidates', 'simd', 'threads']);
+    expect(Object.keys(out).sort()).toEqual(['backend', 'candidates', 'onnx', 'simd', 'threads']);
     expect(out).toMatchObject({ backend: 'wasm', simd: true, threads: 1 });
     expect(out.candidates).toEqual([
       { name: 'tensorflow', ok: false, reason: expect.stringMatching(/not installed/) },

@@ -31,7 +31,8 @@ let models: string[];
 let reference: FinalEvent;
 
 function options(extra: Partial<EvaluateOptions> = {}): EvaluateOptions {
-  return { models, attacks: ATTACKS, workers: 2, batch: BATCH, seed: SEED, backend: 'wasm', statsEvery: { batches: 1 }, ...extra };
+  // tfjs: these runs are checked against a direct tfjs computation (the engines: engine.test.ts).
+  return { models, attacks: ATTACKS, workers: 2, batch: BATCH, seed: SEED, backend: 'wasm', engine: 'tfjs', statsEvery: { batches: 1 }, ...extra };
 }
 
 const source = () => ({ uri: 'mnist:test', limit: IMAGES });

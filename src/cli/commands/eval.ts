@@ -25,6 +25,7 @@ import {
   type StatsEvery,
   type WebhookSink,
 } from '../../../pipelines/index.js';
+import { parseEngineChoice } from '../../engine/build.js';
 import { finiteNumber, nonNegativeInt, positiveInt } from '../args.js';
 import { commandLine, gitCommit } from '../provenance.js';
 import { drainWithSignals } from '../signals.js';
@@ -49,6 +50,7 @@ interface EvalFlags {
   checkpoint?: string;
   seed: string;
   backend?: string;
+  engine?: string;
   onBadRecord: string;
   rejects?: string;
   webhook?: string;
@@ -170,7 +172,7 @@ export function registerEval(program: Command): void {
     .command('eval')
     .description('stream a robustness evaluation: clean and robust accuracy with 95% intervals, attack success, norms, transfer')
     .requiredOption('--data <source>', 'the images: a source URI (see below)')
-    .option('--model <ref>', 'a model: folder, zoo:NAME or URL; repeat for several (default: the default zoo models)', repeat)
+    .option('--model <ref>', 'a model: folder, zoo:NAME, URL or FILE.onnx (sidecar FILE.onnx.json); repeat for several (default: the default zoo models)', repeat)
     .option('--attack <spec>', `an attack spec, e.g. pgd:eps=0.3,steps=40; repeat for several (default: ${DEFAULT_ATTACKS.join(' and ')})`, repeat)
     .option('--workers <n>', 'worker threads (default: the number of cores)')
     .option('--batch <n>', 'images per batch', '32')
@@ -191,6 +193,7 @@ export function registerEval(program: Command): void {
     .option('--checkpoint <file>', 'save progress here periodically; rerunning the same command resumes from it')
     .option('--seed <n>', 'seed of every attack', '0')
     .option('--backend <name>', 'force a backend: wasm, cpu, or tensorflow (tfjs-node; runs in the main thread)')
+    .option('--engine <name>', 'auto (ONNX Runtime where it has the model, tfjs otherwise), tfjs, or onnx', 'auto')
     .option('--on-bad-record <policy>', 'fail (stop at the first bad or unlabelled record) or skip (count it, go on)', 'fail')
     .option('--rejects <file>', 'write each rejected record to FILE as a JSON line')
     .option('--webhook <url>', 'POST each stats line and the final line as JSON (failures are reported, never fatal)')
@@ -247,6 +250,7 @@ export function registerEval(program: Command): void {
           batch: positiveInt('--batch', flags.batch),
           seed: nonNegativeInt('--seed', flags.seed),
           ...(flags.backend !== undefined && { backend: flags.backend }),
+          engine: parseEngineChoice(flags.engine ?? 'auto'),
           statsEvery,
           ...(untilCi !== undefined && { untilCi }),
           stop: stop.signal,
@@ -281,7 +285,7 @@ export function registerEval(program: Command): void {
             out?.write(e);
             if (!view) {
               process.stderr.write(
-                `advstream eval: ${e.models.length} model(s) × ${e.attacks.length} attack(s) on ${e.source}, backend ${e.backend}${e.simd ? ' (SIMD)' : ''}, ` +
+                `advstream eval: ${e.models.length} model(s) × ${e.attacks.length} attack(s) on ${e.source}, backend ${e.backend}${e.simd ? ' (SIMD)' : ''}, engine ${e.engine}, ` +
                   `${e.mode === 'pool' ? `${e.workers} worker(s)` : 'main thread'}${e.resumed ? `, resumed after ${e.resumed.consumed} records` : ''}\n`,
               );
             }
