@@ -9,6 +9,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { concat, concatMap, defer, EMPTY, from, map, type Observable, of, takeWhile } from 'rxjs';
 import { canonical, EXPERIMENTS, type DocumentRun, type Experiment, type ReproRun, type RunOutcome } from '../src/report/index.js';
+import type { EngineChoice } from '../src/engine/build.js';
 import { Errors } from '../src/errors.js';
 import { loadArtifact } from '../src/models/artifact.js';
 import { modelDigest, writeJsonAtomic } from './checkpoint.js';
@@ -26,6 +27,11 @@ export interface ReproduceOptions {
   only?: readonly string[];
   workers?: number;
   backend?: string;
+  /**
+   * The engine of every evaluation (default `tfjs`: the portable reference, whose WASM results are the
+   * same on every host; `auto` and `onnx` agree within the intervals and are faster where native).
+   */
+  engine?: EngineChoice;
   statsEvery?: StatsEvery;
   /** Aborting finishes the batches in flight, keeps the checkpoint and starts no further run. */
   stop?: AbortSignal;
@@ -58,21 +64,22 @@ interface CacheFile {
 }
 
 /** The `advstream eval` command line of a run. */
-export function evalCommand(run: ReproRun, limit: number | undefined): string {
+export function evalCommand(run: ReproRun, limit: number | undefined, engine: EngineChoice): string {
   return [
     'npx advstream eval',
     `--data ${REPRODUCTION_DATA}`,
     ...(limit !== undefined ? [`--limit ${limit}`] : []),
+    `--engine ${engine}`,
     ...run.models.map((m) => `--model ${m}`),
     ...run.attacks.map((a) => `--attack ${a}`),
   ].join(' ');
 }
 
-/** A run's cache key: what it evaluates (model bytes included) and on how many images. */
-async function runKey(run: ReproRun, limit: number | undefined): Promise<string> {
+/** A run's cache key: what it evaluates (model bytes included), on how many images, with which engine. */
+async function runKey(run: ReproRun, limit: number | undefined, engine: EngineChoice): Promise<string> {
   const models: string[] = [];
   for (const ref of run.models) models.push(`${ref}@${modelDigest(await loadArtifact(ref))}`);
-  const text = JSON.stringify({ data: REPRODUCTION_DATA, limit: limit ?? null, models, attacks: run.attacks.map(canonical) });
+  const text = JSON.stringify({ data: REPRODUCTION_DATA, limit: limit ?? null, engine, models, attacks: run.attacks.map(canonical) });
   return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
@@ -105,6 +112,7 @@ function fileStem(id: string, limit: number | undefined): string {
  *     .subscribe((e) => { if (e.type === 'run-done') console.log(e.run.run.id, e.run.outcome.images); });
  */
 export function reproduce(o: ReproduceOptions, experiments: readonly Experiment[] = EXPERIMENTS): Observable<ReproduceEvent> {
+  const engine = o.engine ?? 'tfjs';
   const known = new Set(experiments.map((e) => e.id));
   for (const id of o.only ?? []) {
     if (!known.has(id)) throw Errors.badArgument(`unknown experiment '${id}'; the experiments are ${[...known].join(', ')}`, { experiment: id });
@@ -114,11 +122,11 @@ export function reproduce(o: ReproduceOptions, experiments: readonly Experiment[
     const planned: { plan: PlannedRun; file: string; key: string; cache: CacheFile | undefined }[] = [];
     for (const e of experiments) {
       for (const run of e.runs) {
-        const key = await runKey(run, o.limit);
+        const key = await runKey(run, o.limit, engine);
         const file = path.join(o.workDir, `${fileStem(run.id, o.limit)}.json`);
         const cache = await readCache(file, key);
         const selected = o.only === undefined || o.only.includes(e.id);
-        planned.push({ plan: { experiment: e.id, run, command: evalCommand(run, o.limit), compute: selected && !cache, cached: cache !== undefined }, file, key, cache });
+        planned.push({ plan: { experiment: e.id, run, command: evalCommand(run, o.limit, engine), compute: selected && !cache, cached: cache !== undefined }, file, key, cache });
       }
     }
     return planned;
@@ -131,7 +139,7 @@ export function reproduce(o: ReproduceOptions, experiments: readonly Experiment[
             if (p.cache) return of({ type: 'run-done', run: { experiment: p.plan.experiment, run: p.plan.run, command: p.cache.command, outcome: p.cache.outcome, fresh: false } });
             if (!p.plan.compute) return EMPTY;
             if (o.stop?.aborted) return of({ type: 'stopped', id: p.plan.run.id });
-            return runOne(p.plan, p.file, p.key, o);
+            return runOne(p.plan, p.file, p.key, { ...o, engine });
           }),
           takeWhile((e) => e.type !== 'stopped', true),
         ),
@@ -150,6 +158,7 @@ function runOne(plan: PlannedRun, file: string, key: string, o: ReproduceOptions
       attacks: run.attacks,
       ...(o.workers !== undefined && { workers: o.workers }),
       ...(o.backend !== undefined && { backend: o.backend }),
+      ...(o.engine !== undefined && { engine: o.engine }),
       ...(o.statsEvery && { statsEvery: o.statsEvery }),
       ...(o.stop && { stop: o.stop }),
       checkpoint: { file: checkpoint },

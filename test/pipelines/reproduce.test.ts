@@ -51,7 +51,7 @@ describe('reproduce', () => {
     const done = first.find((e) => e.type === 'run-done')!;
     expect(done.type === 'run-done' && done.run.fresh).toBe(true);
     expect(done.type === 'run-done' && done.run.outcome.images).toBe(24);
-    expect(done.type === 'run-done' && done.run.command).toMatch(/^npx advstream eval --data mnist:test --limit 24 --model .+ --attack fgsm:eps=0\.1$/);
+    expect(done.type === 'run-done' && done.run.command).toMatch(/^npx advstream eval --data mnist:test --limit 24 --engine tfjs --model .+ --attack fgsm:eps=0\.1$/);
 
     const second = await drain(workDir, 24);
     expect(types(second)).toEqual(['plan', 'run-done']);
@@ -99,8 +99,9 @@ describe('advstream reproduce', () => {
     expect(run.status, run.stderr).toBe(0);
     const md = readFileSync(out, 'utf8');
     expect(md).toContain('## 1. FGSM and adversarial training (Goodfellow et al. 2015)');
-    expect(md).toContain('npx advstream eval --data mnist:test --limit 8 --model zoo:softmax --model zoo:maxout --model zoo:maxout-adv');
+    expect(md).toContain('npx advstream eval --data mnist:test --limit 8 --engine tfjs --model zoo:softmax --model zoo:maxout --model zoo:maxout-adv');
     expect(md).toContain('](reproduction/fgsm-transfer.svg)');
+    expect(md).toContain('backend, engine tfjs-wasm, with 1 worker');
     expect(existsSync(path.join(dir, 'doc', 'reproduction', 'fgsm-transfer.svg'))).toBe(true);
     expect(run.stderr).toMatch(/9 claims: /);
 

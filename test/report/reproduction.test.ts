@@ -41,6 +41,7 @@ function syntheticOutcome(run: ReproRun, n: number, seed: number): RunOutcome {
   return {
     ...stats.summary(),
     backend: 'wasm',
+    engine: 'tfjs-wasm',
     simd: true,
     workers: 2,
     mode: 'pool',

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { EXPERIMENTS, renderReproduction, type DocumentRun } from '../../report/index.js';
 import { reproduce, type ReproduceEvent } from '../../../pipelines/index.js';
+import { parseEngineChoice } from '../../engine/build.js';
 import { positiveInt } from '../args.js';
 import { commandLine, gitCommit } from '../provenance.js';
 import { drainWithSignals } from '../signals.js';
@@ -16,6 +17,7 @@ interface ReproduceFlags {
   workDir: string;
   workers?: string;
   backend?: string;
+  engine: string;
 }
 
 const list = (value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -71,6 +73,7 @@ export function registerReproduce(program: Command): void {
     .option('--work-dir <dir>', 'finished evaluations and checkpoints: rerunning resumes from them', '.cache/reproduce')
     .option('--workers <n>', 'worker threads per evaluation (default: the number of cores)')
     .option('--backend <name>', 'force a backend: wasm, cpu, or tensorflow')
+    .option('--engine <name>', 'tfjs (the portable reference), auto or onnx; part of what a finished evaluation is kept under', 'tfjs')
     .action(async (flags: ReproduceFlags) => {
       const limit = positiveInt('--limit', flags.limit);
       const workers = positiveInt('--workers', flags.workers);
@@ -84,6 +87,7 @@ export function registerReproduce(program: Command): void {
         ...(flags.only && { only: flags.only }),
         ...(workers !== undefined && { workers }),
         ...(flags.backend !== undefined && { backend: flags.backend }),
+        engine: parseEngineChoice(flags.engine),
         statsEvery: { seconds: 2 },
         stop: stop.signal,
         provenance: { commit: gitCommit() },
