@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { concat, concatMap, defer, EMPTY, from, map, type Observable, of, takeWhile } from 'rxjs';
+import { concat, concatMap, defer, EMPTY, from, ignoreElements, map, type Observable, of, takeWhile } from 'rxjs';
 import { canonical, EXPERIMENTS, type DocumentRun, type Experiment, type ReproRun, type RunOutcome } from '../src/report/index.js';
 import type { EngineChoice } from '../src/engine/build.js';
 import { Errors } from '../src/errors.js';
@@ -151,7 +151,8 @@ export function reproduce(o: ReproduceOptions, experiments: readonly Experiment[
 function runOne(plan: PlannedRun, file: string, key: string, o: ReproduceOptions): Observable<ReproduceEvent> {
   const { run } = plan;
   const checkpoint = file.replace(/\.json$/, '.checkpoint.json');
-  return evaluate(
+  let finished = false;
+  const events = evaluate(
     { uri: REPRODUCTION_DATA, ...(o.limit !== undefined && { limit: o.limit }) },
     {
       models: run.models,
@@ -175,15 +176,14 @@ function runOne(plan: PlannedRun, file: string, key: string, o: ReproduceOptions
           return EMPTY;
         case 'final':
           if (e.stop_reason !== 'end') return of({ type: 'stopped', id: run.id });
-          return from(finish(file, checkpoint, { version: 1, key, command: plan.command, outcome: e })).pipe(
+          finished = true;
+          return from(writeJsonAtomic(file, { version: 1, key, command: plan.command, outcome: e } satisfies CacheFile)).pipe(
             map((): ReproduceEvent => ({ type: 'run-done', run: { experiment: plan.experiment, run, command: plan.command, outcome: e as RunOutcome & FinalEvent, fresh: true } })),
           );
       }
     }),
   );
-}
-
-async function finish(file: string, checkpoint: string, cache: CacheFile): Promise<void> {
-  await writeJsonAtomic(file, cache);
-  await rm(checkpoint, { force: true });
+  // The evaluation saves its last checkpoint after its final event; only once it has completed is the
+  // checkpoint of a finished run safe to remove.
+  return concat(events, defer(() => (finished ? from(rm(checkpoint, { force: true })) : EMPTY)).pipe(ignoreElements()));
 }
