@@ -136,7 +136,8 @@ describe('native programs agree with tfjs on the shipped zoo', () => {
           ['dlr (vjp)', { kind: 'scores', fn: (s) => dlrLoss(s, labels) }],
         ];
         const iso = entry.manifest.family === 'isometric' && Number(entry.manifest.config.beta) !== 0;
-        if (!iso) objectives.push(['model', { kind: 'model', labels, sign: 1 }]);
+        // DRP's own loss is over the embedding: no native program (tested below).
+        if (!iso && entry.manifest.family !== 'drp') objectives.push(['model', { kind: 'model', labels, sign: 1 }]);
         for (const [what, objective] of objectives) {
           const got = await native.gradient(objective, x);
           const ref = tfjsGradient(reference, objective, x);
@@ -175,11 +176,25 @@ describe('native programs agree with tfjs on the shipped zoo', () => {
     auto.dispose();
   });
 
-  it('a family without an export is an error under --engine onnx and tfjs under auto', async () => {
+  it('drp: --engine onnx refuses the prototype L∞ loss (over the embedding), --engine auto computes it on tfjs', async () => {
     const artifact = await loadArtifact('zoo:drp');
-    await expect(buildRunner(artifact, 'onnx')).rejects.toMatchObject({ code: 'BAD_MODEL' });
+    const forced = await buildRunner(artifact, 'onnx');
+    expect(forced.engine).toMatch(/^onnx-/);
+    await expect(forced.gradient({ kind: 'model', labels, sign: 1 }, x)).rejects.toMatchObject({ code: 'ATTACK_UNSUPPORTED' });
+    forced.dispose();
     const auto = await buildRunner(artifact, 'auto');
-    expect(auto.engine).toMatch(/^tfjs-/);
+    const reference = await buildClassifier(artifact);
+    const got = await auto.gradient({ kind: 'model', labels, sign: 1 }, x);
+    const ref = tfjsGradient(reference, { kind: 'model', labels, sign: 1 }, x);
+    expect(await globalRelative(got.grad, ref.grad)).toBeLessThan(1e-4);
+    tf.dispose([got.grad, got.value, got.scores, ref.grad, ref.value, ref.scores]);
+    reference.dispose();
     auto.dispose();
+  });
+
+  it('a family without an export is an error under --engine onnx, before anything runs', async () => {
+    const artifact = await loadArtifact('zoo:mlp-relu');
+    const foreign: ModelArtifact = { ...artifact, id: 'foreign', modelJson: { ...artifact.modelJson, family: 'unexported' } as ModelArtifact['modelJson'] };
+    await expect(buildRunner(foreign, 'onnx')).rejects.toMatchObject({ code: 'BAD_MODEL', message: expect.stringMatching(/has no ONNX export/) });
   });
 });
