@@ -11,8 +11,8 @@
  *   (see `crossEntropy` in `src/attacks/losses.ts`: CE's value, and its gradient rescaled by
  *   1/(1 − p_y) so that it never underflows), times sign, in one run;
  * - `model`: x, onehot, sign → scores, value, grad of the family's own loss, where it is
- *   per-sample (the isometric penalty couples a batch's samples, and the prototype L∞ loss needs the
- *   embedding: those stay on tfjs).
+ *   per-sample (the isometric penalty couples a batch's samples: it stays on tfjs); DRP's
+ *   prototype L∞ loss reads the embedding, which its net exposes.
  *
  * The arithmetic mirrors the tfjs families step for step (the same x/T before the power, the same
  * repeated squaring), so that the two engines agree to float32 rounding.
@@ -43,6 +43,8 @@ export interface NativeGraphs {
 interface Net {
   scores: string;
   backward(dscores: string): string;
+  /** A family whose own loss is over an inner representation (DRP's embedding z) exposes it here. */
+  embedding?: { value: string; backward(dz: string): string };
 }
 
 /** A per-sample loss over the scores: its value `[B]` and its gradient with respect to the scores. */
@@ -54,6 +56,8 @@ interface FamilyExport {
   net(g: GraphBuilder, x: string): Net;
   /** The family's own loss, when it is per-sample and computed from the scores. */
   modelHead?: Head;
+  /** What the model head reads: the scores (default) or the net's embedding. */
+  modelHeadOn?: 'scores' | 'embedding';
 }
 
 function weight(w: PlainWeights, name: string, where: string): PlainWeight {
@@ -322,7 +326,8 @@ function drpExport(config: Record<string, unknown>, w: PlainWeights, where: stri
   return {
     inputDim: height * width * channels,
     numClasses: classes,
-    // No model head: DRP's own loss ‖z − p_y‖∞ is over the embedding, not the scores (tfjs computes it).
+    modelHead: linfPrototypeLoss(prototypes),
+    modelHeadOn: 'embedding',
     net(g, x) {
       let h = g.op('Reshape', [x, g.ints([-1, height, width, channels])]);
       h = g.op('Transpose', [h], { perm: [0, 3, 1, 2] });
@@ -362,21 +367,40 @@ function drpExport(config: Record<string, unknown>, w: PlainWeights, where: stri
         };
       }
       const step = (pre: string) => g.op('Cast', [g.op('Greater', [pre, g.scalar(0)])], { to: 1 });
+      const backwardEmbedding = (dz: string): string => {
+        let d = d1.back(dz);
+        d = d0.back(g.op('Mul', [d, step(d0.out)]));
+        d = g.op('Reshape', [d, g.ints([-1, filters, last, last])]);
+        for (let i = stages.length - 1; i >= 0; i--) {
+          const st = stages[i]!;
+          d = g.op('Mul', [maxPoolBackward(g, st.act, d, st.side, st.channels), step(st.pre)]);
+          d = g.op('ConvTranspose', [d, st.filter], { kernel_shape: [3, 3] });
+        }
+        return g.op('Reshape', [g.op('Transpose', [d], { perm: [0, 2, 3, 1] }), g.ints([-1, height * width * channels])]);
+      };
       return {
         scores,
-        backward(dscores) {
-          let d = d1.back(scoresBack(dscores));
-          d = d0.back(g.op('Mul', [d, step(d0.out)]));
-          d = g.op('Reshape', [d, g.ints([-1, filters, last, last])]);
-          for (let i = stages.length - 1; i >= 0; i--) {
-            const st = stages[i]!;
-            d = g.op('Mul', [maxPoolBackward(g, st.act, d, st.side, st.channels), step(st.pre)]);
-            d = g.op('ConvTranspose', [d, st.filter], { kernel_shape: [3, 3] });
-          }
-          return g.op('Reshape', [g.op('Transpose', [d], { perm: [0, 2, 3, 1] }), g.ints([-1, height * width * channels])]);
-        },
+        backward: (dscores) => backwardEmbedding(scoresBack(dscores)),
+        embedding: { value: z, backward: backwardEmbedding },
       };
     },
+  };
+}
+
+/**
+ * DRP's own loss ‖z − p_y‖∞ over the embedding (`protoLoss` in `families/drp.ts`) and its gradient
+ * in z as tfjs forms it: max's to every coordinate equal to the max, abs's +1 above 0 and −1 at or
+ * below.
+ */
+function linfPrototypeLoss(prototypes: PlainWeight): Head {
+  return (g, z, onehot) => {
+    const target = g.op('MatMul', [onehot, g.weight('prototypes', prototypes.shape, prototypes.data)]);
+    const diff = g.op('Sub', [z, target]);
+    const abs = g.op('Abs', [diff]);
+    const max = g.op('ReduceMax', [abs], { axes: [1], keepdims: 1 });
+    const mask = g.op('Cast', [g.op('Equal', [abs, max])], { to: 1 });
+    const sign = g.op('Sub', [g.op('Mul', [g.op('Cast', [g.op('Greater', [diff, g.scalar(0)])], { to: 1 }), g.scalar(2)]), g.scalar(1)]);
+    return { value: g.op('Reshape', [max, g.ints([-1])]), dscores: g.op('Mul', [mask, sign]) };
   };
 }
 
@@ -415,15 +439,17 @@ function familyExport(family: string, config: Record<string, unknown>, w: PlainW
 /** The families {@link exportFamily} can write. */
 export const EXPORTABLE_FAMILIES: readonly string[] = ['mlp', 'isometric', 'maxout', 'dam', 'drp'];
 
-function withHead(g: GraphBuilder, ex: FamilyExport, head: Head): void {
+function withHead(g: GraphBuilder, ex: FamilyExport, head: Head, on: 'scores' | 'embedding' = 'scores'): void {
   const x = g.input('x', ['batch', ex.inputDim]);
   const onehot = g.input('onehot', ['batch', ex.numClasses]);
   const sign = g.input('sign', ['batch', 1]);
   const net = ex.net(g, x);
-  const { value, dscores } = head(g, net.scores, onehot);
+  const point = on === 'embedding' ? net.embedding : { value: net.scores, backward: (d: string) => net.backward(d) };
+  if (!point) throw new Error(`the ${g.name} net has no embedding for its head`);
+  const { value, dscores } = head(g, point.value, onehot);
   g.output(net.scores, 'scores', ['batch', ex.numClasses]);
   g.output(g.op('Mul', [value, g.op('Reshape', [sign, g.ints([-1])])]), 'value', ['batch']);
-  g.output(net.backward(g.op('Mul', [dscores, sign])), 'grad', ['batch', ex.inputDim]);
+  g.output(point.backward(g.op('Mul', [dscores, sign])), 'grad', ['batch', ex.inputDim]);
 }
 
 /**
@@ -455,7 +481,7 @@ export function exportFamily(family: string, config: Record<string, unknown>, we
 
   if (ex.modelHead) {
     const model = new GraphBuilder(`${family}-model`);
-    withHead(model, ex, ex.modelHead);
+    withHead(model, ex, ex.modelHead, ex.modelHeadOn);
     programs.model = model.encode();
   }
   return { family, inputDim: ex.inputDim, numClasses: ex.numClasses, programs };

@@ -22,6 +22,7 @@ import { loadArtifact, buildClassifier, type ModelArtifact } from '../../src/mod
 import { tfjsGradient, type Objective } from '../../src/models/runner.js';
 import { buildRunner, plainWeights } from '../../src/engine/build.js';
 import { EXPORTABLE_FAMILIES } from '../../src/engine/export.js';
+import { FamilyRunner } from '../../src/engine/native.js';
 import { zooModels } from '../../src/models/zoo.js';
 import { mnist } from '../models/helpers.js';
 
@@ -136,8 +137,7 @@ describe('native programs agree with tfjs on the shipped zoo', () => {
           ['dlr (vjp)', { kind: 'scores', fn: (s) => dlrLoss(s, labels) }],
         ];
         const iso = entry.manifest.family === 'isometric' && Number(entry.manifest.config.beta) !== 0;
-        // DRP's own loss is over the embedding: no native program (tested below).
-        if (!iso && entry.manifest.family !== 'drp') objectives.push(['model', { kind: 'model', labels, sign: 1 }]);
+        if (!iso) objectives.push(['model', { kind: 'model', labels, sign: 1 }]);
         for (const [what, objective] of objectives) {
           const got = await native.gradient(objective, x);
           const ref = tfjsGradient(reference, objective, x);
@@ -176,20 +176,23 @@ describe('native programs agree with tfjs on the shipped zoo', () => {
     auto.dispose();
   });
 
-  it('drp: --engine onnx refuses the prototype L∞ loss (over the embedding), --engine auto computes it on tfjs', async () => {
+  it("drp: its own loss ‖f(x) − p_y‖∞, over the embedding, runs natively under --engine onnx (targeted too)", async () => {
     const artifact = await loadArtifact('zoo:drp');
     const forced = await buildRunner(artifact, 'onnx');
-    expect(forced.engine).toMatch(/^onnx-/);
-    await expect(forced.gradient({ kind: 'model', labels, sign: 1 }, x)).rejects.toMatchObject({ code: 'ATTACK_UNSUPPORTED' });
-    forced.dispose();
-    const auto = await buildRunner(artifact, 'auto');
     const reference = await buildClassifier(artifact);
-    const got = await auto.gradient({ kind: 'model', labels, sign: 1 }, x);
-    const ref = tfjsGradient(reference, { kind: 'model', labels, sign: 1 }, x);
+    expect(forced).toBeInstanceOf(FamilyRunner);
+    expect((forced as FamilyRunner).programs).toContain('model');
+    const objective: Objective = { kind: 'model', labels: targets, sign: -1 };
+    const got = await forced.gradient(objective, x);
+    const ref = tfjsGradient(reference, objective, x);
     expect(await globalRelative(got.grad, ref.grad)).toBeLessThan(1e-4);
-    tf.dispose([got.grad, got.value, got.scores, ref.grad, ref.value, ref.scores]);
+    expect(await globalRelative(got.value, ref.value)).toBeLessThan(1e-5);
+    const loss = await forced.loss('model', x, labels);
+    const want = tf.tidy(() => reference.loss('model', x, labels));
+    expect(await globalRelative(loss, want)).toBeLessThan(1e-5);
+    tf.dispose([got.grad, got.value, got.scores, ref.grad, ref.value, ref.scores, loss, want]);
     reference.dispose();
-    auto.dispose();
+    forced.dispose();
   });
 
   it('a family without an export is an error under --engine onnx, before anything runs', async () => {
