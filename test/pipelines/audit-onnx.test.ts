@@ -3,7 +3,9 @@
  * is the zoo's ReLU MLP folded through the normalisation): calibrated and audited end to end through
  * the pool, its detector scores equal to those of the same network on tfjs, adversarials scored
  * higher than clean records, no tensor leaks, gradient-only attacks and the adaptive ensemble
- * skipped with their reasons, `--engine tfjs` refused, and the CLI's `--model` and `--engine`.
+ * skipped with their reasons, `--engine tfjs` refused, and the CLI's `--model` and `--engine`. Beside
+ * it, the zoo's DRP and DAM on the native engine: their embedding and energy detectors under `auto`,
+ * their score-only variants under `onnx`.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -15,6 +17,7 @@ import { tf } from '../../src/backend/index.js';
 import type { ImageRecord } from '../../src/data/index.js';
 import { bindPlan, loadCalibration, planDetectors, runDetectors } from '../../src/detect/index.js';
 import { isAdvstreamError } from '../../src/errors.js';
+import { buildRunner } from '../../src/engine/build.js';
 import { loadArtifact, loadClassifier } from '../../src/models/artifact.js';
 import type { Classifier } from '../../src/models/classifier.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
@@ -132,6 +135,31 @@ describe('the audit of an ONNX model', () => {
     expect(isAdvstreamError(e) && e.code).toBe('BAD_MODEL');
     expect(String((e as Error).message)).toMatch(/onnx engine only; use --engine auto or onnx/);
     expect(existsSync(path.join(dir, 'never.json'))).toBe(false);
+  });
+});
+
+describe('the DRP and DAM extensions on each engine', () => {
+  it('auto keeps the tfjs classifier behind the native runner (embedding, energy); onnx binds the score-only variants', async () => {
+    const drp = await loadArtifact('zoo:drp');
+    const dam = await loadArtifact('zoo:dam-n20');
+    const bound = async (engine: 'auto' | 'onnx') => {
+      const runners = [await buildRunner(drp, engine), await buildRunner(dam, engine)];
+      try {
+        expect(runners.map((r) => r.engine)).toEqual(['onnx-cpu', 'onnx-cpu']);
+        const plan = bindPlan(planDetectors(['prototype-distance:model=zoo:drp', 'energy:model=zoo:dam-n20']), runners);
+        const x = tf.tensor2d(pixelsOf(clean.slice(0, 4)), [4, 784]);
+        const before = tf.memory().numTensors;
+        const batch = await runDetectors(plan, runners, x);
+        expect(tf.memory().numTensors).toBe(before);
+        x.dispose();
+        expect(Object.values(batch.scores).every((s) => s.length === 4 && s.every(Number.isFinite))).toBe(true);
+        return plan.detectors.map((d) => d.params.source);
+      } finally {
+        for (const r of runners) r.dispose();
+      }
+    };
+    expect(await bound('auto')).toEqual(['embedding', 'energy']);
+    expect(await bound('onnx')).toEqual(['margin', 'gap']);
   });
 });
 
