@@ -15,6 +15,11 @@
  * TPR and the clean FPR at the calibrated threshold, and the attack success rate. Positives are the
  * successful adversarials of records the source classified correctly clean (an image the source
  * already got wrong is returned unperturbed, and an attack that failed is no threat).
+ *
+ * Engines. A source that runs black-box (a user's ONNX model) is attacked by the gradient-free
+ * attacks only (Square); its pairs with gradient attacks are skipped, and so is the adaptive attack
+ * when one of its detector's models has no tfjs classifier (see `src/detect/adaptive.ts`). Each
+ * skipped pair is listed in the result's `skipped`, with the reason, as eval leaves such pairs out.
  */
 import { from, lastValueFrom, tap } from 'rxjs';
 import { deriveSeed, parseAttackSpec, Rng } from '../src/attacks/index.js';
@@ -124,6 +129,15 @@ export interface BenchPairResult {
   detectors: Record<string, BenchDetectorResult>;
 }
 
+/** A pair the benchmark could not run on these models, and why. */
+export interface BenchSkipped {
+  attack: string;
+  label: string;
+  source: string;
+  kind: BenchSourceKind;
+  reason: string;
+}
+
 export interface AuditBenchResult {
   type: 'audit-bench';
   version: 1;
@@ -134,6 +148,8 @@ export interface AuditBenchResult {
   /** The calibrated flag's rate on the clean records: the held-out false-positive rate. */
   clean: { n: number; flag_rate: Record<string, ProportionSummary>; accuracy: Record<string, ProportionSummary> };
   results: BenchPairResult[];
+  /** Pairs left out: gradient attacks on black-box sources, an adaptive attack without tfjs members. */
+  skipped: BenchSkipped[];
   elapsed_s: number;
   provenance: Record<string, unknown>;
 }
@@ -211,6 +227,29 @@ async function cleanRecords(uri: string, held: (position: number) => boolean, li
   return out;
 }
 
+/** Why a pair cannot run on the pool's models (see the module comment), or undefined when it can. */
+function skipReason(pair: Pair, pool: AuditPool): string | undefined {
+  const info = (id: string) => pool.ready.models.find((m) => m.id === id);
+  if (pair.kind === 'adaptive') {
+    const detector = pair.source.slice(ADAPTIVE_PREFIX.length);
+    const ids = [...new Set(Object.values(pool.plan.detectors.find((d) => d.name === detector)!.models).flat())];
+    for (const id of ids) {
+      const m = info(id);
+      if (m && !m.tfjs) {
+        return m.gradientEngine === 'none'
+          ? `${id} runs black-box (an ONNX model offers no input gradients); the adaptive ensemble differentiates through every model of ${detector}`
+          : `${id} has no tfjs classifier on engine ${m.engine}; the adaptive ensemble differentiates on tfjs (use --engine auto or tfjs)`;
+      }
+    }
+    return undefined;
+  }
+  const m = info(pair.source);
+  if (m?.gradientEngine === 'none' && !parseAttackSpec(pair.attack).gradientFree) {
+    return `${pair.source} runs black-box (an ONNX model offers no input gradients); black-box attacks: square`;
+  }
+  return undefined;
+}
+
 function pairsOf(o: AuditBenchOptions, plan: DetectorPlan, planIds: readonly string[]): Pair[] {
   const specs = (o.attacks ?? DEFAULT_BENCH_ATTACKS).map((s) => s.trim());
   const attacks = specs.map((s) => parseAttackSpec(s).id);
@@ -268,7 +307,12 @@ async function benchOnPool(pool: AuditPool, calibration: Calibration, calibratio
   const rocPoints = Math.max(2, positiveInt('rocPoints', o.rocPoints, 101));
   const targets = [...(o.targets ?? [0.01, 0.05])];
   const plan = pool.plan;
-  const pairs = pairsOf(o, plan, pool.planIds);
+  const skipped: BenchSkipped[] = [];
+  const pairs = pairsOf(o, plan, pool.planIds).filter((pair) => {
+    const reason = skipReason(pair, pool);
+    if (reason !== undefined) skipped.push({ attack: pair.attack, label: pair.spec, source: pair.source, kind: pair.kind, reason });
+    return reason === undefined;
+  });
   const uri = o.data ?? DEFAULT_CALIBRATION_DATA;
   const calibrationUri = o.calibrationData ?? DEFAULT_CALIBRATION_DATA;
   // On the calibration source, only the positions calibration never used.
@@ -422,10 +466,12 @@ async function benchOnPool(pool: AuditPool, calibration: Calibration, calibratio
       accuracy: Object.fromEntries(pool.planIds.map((id, m) => [id, rate((i) => cleanPreds[m * n + i] === labels[i], n)])),
     },
     results,
+    skipped,
     elapsed_s: (performance.now() - t0) / 1000,
     provenance: {
       ...o.provenance,
       backend: pool.ready.backend.backend,
+      engine: pool.engine,
       simd: pool.ready.backend.simd,
       mode: pool.runner.mode,
       workers: pool.runner.threads,

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { formatShape, type Shape } from '../src/data/index.js';
 import { planDetectors, planModels, type DetectorPlan, type PlanOptions } from '../src/detect/index.js';
+import type { EngineChoice } from '../src/engine/build.js';
 import { Errors } from '../src/errors.js';
 import { loadArtifact, type ModelArtifact } from '../src/models/artifact.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
@@ -50,6 +51,12 @@ export interface AuditPoolOptions {
   workers?: number;
   /** Force a backend. `tensorflow` (tfjs-node) runs in the main thread, without a pool. */
   backend?: string;
+  /**
+   * Which engine computes the models: `auto` (default: ONNX Runtime for ONNX files and the exported
+   * zoo families, with tfjs behind them for the DAM energy and the adaptive ensemble; tfjs for the
+   * rest), `tfjs` (an ONNX file is an error) or `onnx` (see `src/engine/build.ts`).
+   */
+  engine?: EngineChoice;
   /** Run batches in the main thread even without tfjs-node. */
   mainThread?: boolean;
   /** Test only: see {@link AuditTestHooks}. */
@@ -75,6 +82,8 @@ export interface AuditPool {
   dim: number;
   /** The fewest classes among the plan's models. */
   classes: number;
+  /** The engines computing the models, distinct, `+`-joined (`onnx-cpu+tfjs-wasm`), as eval names them. */
+  engine: string;
   close(): Promise<void>;
 }
 
@@ -103,6 +112,7 @@ export async function openAuditPool(options: AuditPoolOptions = {}, extraModels:
     models: artifacts,
     plan,
     ...(options.backend !== undefined ? { backend: options.backend } : {}),
+    ...(options.engine !== undefined ? { engine: options.engine } : {}),
     ...(options.testHooks ? { hooks: options.testHooks } : {}),
   };
   const inMain = options.mainThread ?? options.backend === 'tensorflow';
@@ -126,6 +136,7 @@ export async function openAuditPool(options: AuditPoolOptions = {}, extraModels:
       shape: [...shape],
       dim: shape[0] * shape[1] * shape[2],
       classes: Math.min(...planModelsInfo.map((m) => m.numClasses)),
+      engine: [...new Set(ready.models.map((m) => m.engine))].join('+'),
       close: () => runner.close(),
     };
   } catch (e) {

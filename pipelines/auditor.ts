@@ -47,6 +47,8 @@ export interface AuditorOptions extends AuditPoolOptions, CalibrationOptions {
 /** What an audit runs on, for provenance. */
 export interface AuditInfo {
   backend: string;
+  /** The engines computing the models, distinct, `+`-joined (`onnx-cpu`, `onnx-cpu+tfjs-wasm`). */
+  engine: string;
   simd: boolean;
   mode: 'pool' | 'main-thread';
   workers: number;
@@ -55,7 +57,8 @@ export interface AuditInfo {
   /** The bound plan's detector ids and combined score. */
   detectors: string[];
   combined: string | null;
-  models: { id: string; family: string; sha256: string }[];
+  /** Each model with what scores it (`engine`) and what computes its input gradients (`gradient_engine`; `none`: black-box). */
+  models: { id: string; family: string; engine: string; gradient_engine: string; sha256: string }[];
   calibration: { file: string | null; reused: boolean; source: string | null; n: Record<string, number>; thresholds: Record<string, number> };
 }
 
@@ -136,6 +139,7 @@ export async function auditorOnPool(pool: AuditPool, options: AuditorOptions = {
   const all = { ...calibration.detectors, ...(calibration.combined ? { combined: calibration.combined } : {}) };
   const info: AuditInfo = {
     backend: pool.ready.backend.backend,
+    engine: pool.engine,
     simd: pool.ready.backend.simd,
     mode: pool.runner.mode,
     workers: pool.runner.threads,
@@ -143,7 +147,7 @@ export async function auditorOnPool(pool: AuditPool, options: AuditorOptions = {
     fpr: calibration.fpr,
     detectors: pool.plan.detectors.map((d) => d.id),
     combined: pool.plan.combined?.id ?? null,
-    models: pool.ready.models.map((m) => ({ id: m.id, family: m.family, sha256: pool.digests[m.id]! })),
+    models: pool.ready.models.map((m) => ({ id: m.id, family: m.family, engine: m.engine, gradient_engine: m.gradientEngine, sha256: pool.digests[m.id]! })),
     calibration: {
       file,
       reused,

@@ -239,6 +239,7 @@ export async function calibrateOnPool(pool: AuditPool, o: CalibrateOnPoolOptions
     records: { stage1: n1, stage2: n2 },
     models: Object.fromEntries(pool.planIds.map((id) => [id, pool.digests[id]!])),
     backend: pool.ready.backend.backend,
+    engine: pool.engine,
     created_at: new Date().toISOString(),
   };
   return calibration;

@@ -245,6 +245,7 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
         sendJson(res, 200, {
           status: 'ok',
           backend: auditor.info.backend,
+          engine: auditor.info.engine,
           workers: auditor.info.workers,
           detectors: auditor.info.detectors,
           fpr: auditor.info.fpr,

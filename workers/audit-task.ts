@@ -14,11 +14,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAttackSpec, type Attack } from '../src/attacks/index.js';
 import { initBackend, tf, type BackendInfo, type Tensor2D } from '../src/backend/index.js';
 import { bindPlan, detectorEnsemble, planModels, runDetectors, type DetectorPlan, type Evidence } from '../src/detect/index.js';
+import { buildRunner, type EngineChoice } from '../src/engine/build.js';
 import { Errors } from '../src/errors.js';
-import { buildClassifier, type ModelArtifact } from '../src/models/artifact.js';
-import { inputSize, type Classifier } from '../src/models/classifier.js';
+import type { ModelArtifact } from '../src/models/artifact.js';
+import { inputSize } from '../src/models/classifier.js';
 import type { TaskResultHeader, TaskRuntime } from './protocol.js';
-import { isStopping } from '../src/models/runner.js';
+import { asRunner, isStopping, type ModelRunner } from '../src/models/runner.js';
 
 /** The source of an adaptive attack: the joint classifier of one detector's models. */
 export const ADAPTIVE_PREFIX = 'adaptive:';
@@ -36,6 +37,8 @@ export interface AuditSetup {
   /** The detector plan; each thread binds it to its models (binding is deterministic). */
   plan: DetectorPlan;
   backend?: string;
+  /** Which engine computes the models (see `src/engine/build.ts`); default `auto`. */
+  engine?: EngineChoice;
   hooks?: AuditTestHooks;
 }
 
@@ -100,7 +103,17 @@ export interface AuditTaskResult extends TaskResultHeader {
 export interface AuditReady {
   workerId: string;
   backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
-  models: { id: string; family: string; inputShape: [number, number, number]; numClasses: number }[];
+  models: {
+    id: string;
+    family: string;
+    inputShape: [number, number, number];
+    numClasses: number;
+    /** What scores the model (`onnx-cpu`, `tfjs-wasm`, …) and what computes its input gradients (`none`: black-box). */
+    engine: string;
+    gradientEngine: string;
+    /** Whether a tfjs classifier stands behind it: what the adaptive ensemble and the DAM/DRP extensions need. */
+    tfjs: boolean;
+  }[];
   /** The plan bound to this thread's models: what calibrations are made for and checked against. */
   plan: DetectorPlan;
 }
@@ -133,25 +146,30 @@ function sum(counts: Uint32Array): number {
 /** One thread's audit state: the backend, every model built once, the bound plan, parsed attacks. */
 export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, AuditReady> {
   private readonly attacks = new Map<string, Attack>();
-  private readonly sources = new Map<string, Classifier>();
+  private readonly sources = new Map<string, ModelRunner>();
   private readonly planIds: string[];
 
   private constructor(
     private readonly setup: AuditSetup,
     private readonly info: BackendInfo,
-    private readonly models: Classifier[],
+    private readonly models: ModelRunner[],
     readonly plan: DetectorPlan,
     readonly workerId: string,
   ) {
     this.planIds = planModels(plan);
   }
 
-  /** Starts the backend (once per thread), builds every model and binds the plan to them. */
+  /** Starts the backend (once per thread), builds every model on its engine and binds the plan to them. */
   static async create(setup: AuditSetup, workerId: string): Promise<AuditRuntime> {
     const info = await initBackend(setup.backend === undefined ? {} : { backend: setup.backend });
-    const models: Classifier[] = [];
-    for (const artifact of setup.models) models.push(await buildClassifier(artifact));
-    return new AuditRuntime(setup, info, models, bindPlan(setup.plan, models), workerId);
+    const models: ModelRunner[] = [];
+    try {
+      for (const artifact of setup.models) models.push(await buildRunner(artifact, setup.engine ?? 'auto'));
+      return new AuditRuntime(setup, info, models, bindPlan(setup.plan, models), workerId);
+    } catch (e) {
+      for (const m of models) m.dispose();
+      throw e;
+    }
   }
 
   async ready(): Promise<AuditReady> {
@@ -159,21 +177,30 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
     return {
       workerId: this.workerId,
       backend: { backend, simd, threads, ...(native ? { native } : {}) },
-      models: this.models.map((m) => ({ id: m.id, family: m.family, inputShape: [...m.inputShape], numClasses: m.numClasses })),
+      models: this.models.map((m) => ({
+        id: m.id,
+        family: m.family,
+        inputShape: [...m.inputShape],
+        numClasses: m.numClasses,
+        engine: m.engine,
+        gradientEngine: m.gradientEngine,
+        tfjs: m.classifier !== undefined,
+      })),
       plan: this.plan,
     };
   }
 
-  private model(id: string): Classifier {
+  private model(id: string): ModelRunner {
     const m = this.models.find((c) => c.id === id);
     if (!m) throw Errors.badArgument(`model '${id}' is not among the audit's models`, { id, models: this.models.map((c) => c.id) });
     return m;
   }
 
-  private source(id: string): Classifier {
+  private source(id: string): ModelRunner {
     let s = this.sources.get(id);
     if (!s) {
-      s = id.startsWith(ADAPTIVE_PREFIX) ? detectorEnsemble(this.plan, id.slice(ADAPTIVE_PREFIX.length), this.models) : this.model(id);
+      // The ensemble owns no tensors; its wrapper is never disposed (the members are this runtime's).
+      s = id.startsWith(ADAPTIVE_PREFIX) ? asRunner(detectorEnsemble(this.plan, id.slice(ADAPTIVE_PREFIX.length), this.models)) : this.model(id);
       this.sources.set(id, s);
     }
     return s;
@@ -211,7 +238,9 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
       const batch = await runDetectors(this.plan, this.models, x);
       const preds = new Int32Array(this.planIds.length * n);
       for (let m = 0; m < this.planIds.length; m++) {
-        const pred = tf.tidy(() => tf.argMax(this.model(this.planIds[m]!).scores(x), 1));
+        const scores = await this.model(this.planIds[m]!).scores(x);
+        const pred = tf.tidy(() => tf.argMax(scores, 1));
+        scores.dispose();
         preds.set(await pred.data(), m * n);
         pred.dispose();
       }
@@ -242,7 +271,9 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
     const labels = tf.tensor1d(task.labels, 'int32');
     const targets = task.targets ? tf.tensor1d(task.targets, 'int32') : undefined;
     try {
-      const clean = tf.tidy(() => tf.argMax(source.scores(x), 1));
+      const scores = await source.scores(x);
+      const clean = tf.tidy(() => tf.argMax(scores, 1));
+      scores.dispose();
       const sourceClean = new Int32Array(await clean.data());
       clean.dispose();
       const res = await attack.run(source, x, labels, { seed: task.seed, ...(targets ? { targets } : {}) });

@@ -153,14 +153,12 @@ export function missingKernels(kernels: Iterable<string>, backend: string = tf.g
  * The kernels a computation runs, traced on the `cpu` backend, which implements every kernel, so
  * that tracing never fails on the gap it is meant to find. Run it on a tiny input.
  */
-export async function traceKernels(fn: () => tf.TensorContainer): Promise<string[]> {
+export async function traceKernels(fn: () => tf.TensorContainer | Promise<tf.TensorContainer>): Promise<string[]> {
   const previous = tf.getBackend();
   await tf.setBackend('cpu');
   try {
-    const info = await tf.profile(() => {
-      const out = fn();
-      return out as tf.Tensor | tf.Tensor[];
-    });
+    // tf.profile awaits an asynchronous computation (a detector's model calls are asynchronous).
+    const info = await tf.profile(async () => (await fn()) as tf.Tensor | tf.Tensor[]);
     // The profile also lists op scopes (`logSoftmax__op`) and unnamed entries: keep kernels only.
     return [...new Set(info.kernelNames)].filter((k) => tf.getKernel(k, 'cpu') !== undefined).sort();
   } finally {

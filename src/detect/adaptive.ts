@@ -2,12 +2,19 @@
  * Adaptive attacks on the detectors: one {@link Classifier} over a detector's models, so that any
  * registered attack can attack them jointly (Tramèr et al. 2020, "On Adaptive Attacks to
  * Adversarial Example Defenses": attack the whole defence, not the model it protects).
+ *
+ * The ensemble differentiates through every member on tfjs: its agreement scores mix the members'
+ * standardised log-softmaxes, which no engine's exported program computes. So each member must have
+ * a tfjs classifier: a zoo model on the tfjs engine or under `--engine auto` does; a user's ONNX
+ * model (black-box: no gradients at all) and a zoo model under `--engine onnx` do not, and the
+ * adaptive attack refuses them (`ATTACK_UNSUPPORTED`; audit-bench skips the pair and says why).
  */
 import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
-import { Errors } from '../errors.js';
+import { Errors, isAdvstreamError } from '../errors.js';
 import type { Classifier, LossName } from '../models/classifier.js';
+import { isRunner } from '../models/runner.js';
 import { standardizeRows } from './ops.js';
-import type { DetectorPlan } from './plan.js';
+import type { DetectorPlan, PlanModel } from './plan.js';
 
 export type EnsembleCombination = 'sum' | 'agreement';
 
@@ -103,25 +110,54 @@ export function ensembleClassifier(models: readonly Classifier[], options: Ensem
  * The ensemble of every model one detector of a plan uses (for order-disagreement: the low model,
  * then the high ones), matched by id among `models`, normalised as the detector normalises (its
  * `normalize` and `sharpness` parameters, where it has them), and by default combined by
- * `agreement`: a targeted attack on it succeeds only when every model predicts the target.
+ * `agreement`: a targeted attack on it succeeds only when every model predicts the target. Runners
+ * contribute their tfjs classifier; one without (see the module comment) is `ATTACK_UNSUPPORTED`.
  *
  * @example
  *   const joint = detectorEnsemble(plan, 'order-disagreement', models);
  */
-export function detectorEnsemble(plan: DetectorPlan, detector: string, models: readonly Classifier[], options: EnsembleOptions = {}): Classifier {
-  const config = plan.detectors.find((d) => d.name === detector);
-  if (!config) throw Errors.badArgument(`detector '${detector}' is not in the plan`, { detectors: plan.detectors.map((d) => d.name) });
-  const ids = [...new Set(Object.values(config.models).flat())];
-  const members = ids.map((id) => {
-    const m = models.find((c) => c.id === id);
-    if (!m) throw Errors.badArgument(`model '${id}' of ${detector} was not given`, { id });
-    return m;
-  });
-  const { normalize, sharpness } = config.params;
+export function detectorEnsemble(plan: DetectorPlan, detector: string, models: readonly PlanModel[], options: EnsembleOptions = {}): Classifier {
+  const members = detectorMembers(plan, detector, models);
+  const { normalize, sharpness } = plan.detectors.find((d) => d.name === detector)!.params;
   return ensembleClassifier(members, {
     combine: 'agreement',
     ...(normalize === 'none' || normalize === 'zscore' ? { normalize } : {}),
     ...(typeof sharpness === 'number' ? { sharpness } : {}),
     ...options,
+  });
+}
+
+/**
+ * Why the adaptive attack on `detector` cannot run on these models (a member without a tfjs
+ * classifier), or undefined when it can.
+ *
+ * @example
+ *   adaptiveRefusal(plan, 'order-disagreement', runners); // undefined on the shipped zoo under --engine auto
+ */
+export function adaptiveRefusal(plan: DetectorPlan, detector: string, models: readonly PlanModel[]): string | undefined {
+  try {
+    detectorMembers(plan, detector, models);
+    return undefined;
+  } catch (e) {
+    if (isAdvstreamError(e) && e.code === 'ATTACK_UNSUPPORTED') return e.message;
+    throw e;
+  }
+}
+
+/** The tfjs classifiers of one detector's models, in role order, each once. */
+function detectorMembers(plan: DetectorPlan, detector: string, models: readonly PlanModel[]): Classifier[] {
+  const config = plan.detectors.find((d) => d.name === detector);
+  if (!config) throw Errors.badArgument(`detector '${detector}' is not in the plan`, { detectors: plan.detectors.map((d) => d.name) });
+  const ids = [...new Set(Object.values(config.models).flat())];
+  return ids.map((id) => {
+    const m = models.find((c) => c.id === id);
+    if (!m) throw Errors.badArgument(`model '${id}' of ${detector} was not given`, { id });
+    if (!isRunner(m)) return m;
+    if (m.classifier) return m.classifier;
+    const why =
+      m.gradientEngine === 'none'
+        ? 'it runs black-box (an ONNX model offers no input gradients)'
+        : `it has no tfjs classifier on engine ${m.engine} (the adaptive ensemble differentiates on tfjs: use --engine auto or tfjs)`;
+    throw Errors.attackUnsupported(`the adaptive attack on ${detector}`, id, why);
   });
 }

@@ -1,17 +1,21 @@
 /**
  * What a detector is. A detector is a registered, named scorer: it declares the models it needs by
  * role (`low`, `high`, `model`) and its parameters once, and maps a batch `x [B, D]` to one suspicion
- * score per record (higher = more suspicious) plus small per-record evidence. Scoring is plain tfjs
- * with no I/O, so it runs in whatever thread calls it; the runner ({@link runDetectors}) owns the
- * tidy and turns the tensors into plain data.
+ * score per record (higher = more suspicious) plus small per-record evidence. It reaches its models
+ * through {@link ModelRunner}s, so that one implementation runs whichever engine computes them (tfjs,
+ * ONNX Runtime for the zoo's exported families and users' ONNX files); its own arithmetic is tfjs,
+ * with no I/O, so it runs in whatever thread calls it. Model calls are asynchronous, so the runner
+ * ({@link runDetectors}) hands it a {@link TensorScope} that owns every tensor it makes, and turns
+ * the result into plain data.
  *
  * A combiner is the other kind of entry: it scores nothing itself, but merges the calibrated
  * p-values of the model detectors of a plan into one statistic.
  */
 import type { Tensor, Tensor1D, Tensor2D } from '../backend/index.js';
 import type { ParamSchema, ParamValues, ResolvedParams } from '../attacks/params.js';
-import type { Classifier } from '../models/classifier.js';
+import type { ModelRunner } from '../models/runner.js';
 import { Errors } from '../errors.js';
+import type { TensorScope } from './scope.js';
 
 /** One role a detector fills with models. */
 export interface RoleSpec {
@@ -24,7 +28,7 @@ export interface RoleSpec {
 }
 
 /** The built models of one detector, by role name, in the plan's order. */
-export type RoleModels = Readonly<Record<string, readonly Classifier[]>>;
+export type RoleModels = Readonly<Record<string, readonly ModelRunner[]>>;
 
 /** What a detector's `score` returns: tensors that the runner reads and disposes. */
 export interface ScoreTensors {
@@ -50,8 +54,11 @@ export interface ModelDetectorEntry {
    * function actually used. Idempotent; throws `BAD_MODEL` when the models cannot serve.
    */
   bind(params: ResolvedParams, models: RoleModels): ResolvedParams;
-  /** The batch's scores and evidence; runs inside the caller's `tf.tidy`, on bound parameters. */
-  score(models: RoleModels, x: Tensor2D, params: ResolvedParams): ScoreTensors;
+  /**
+   * The batch's scores and evidence, on bound parameters. Every tensor it makes, the result's
+   * included, goes through `scope` (`scope.scores`, `scope.tidy`), which the caller disposes.
+   */
+  score(models: RoleModels, x: Tensor2D, params: ResolvedParams, scope: TensorScope): Promise<ScoreTensors>;
 }
 
 export interface CombinerEntry {
@@ -75,7 +82,7 @@ export function modelDetector<S extends ParamSchema>(e: {
   params: S;
   roles: readonly RoleSpec[];
   bind?: (params: ParamValues<S>, models: RoleModels) => ParamValues<S>;
-  score: (models: RoleModels, x: Tensor2D, params: ParamValues<S>) => ScoreTensors;
+  score: (models: RoleModels, x: Tensor2D, params: ParamValues<S>, scope: TensorScope) => Promise<ScoreTensors>;
 }): ModelDetectorEntry {
   return {
     kind: 'model',
@@ -84,7 +91,7 @@ export function modelDetector<S extends ParamSchema>(e: {
     params: e.params,
     roles: e.roles,
     bind: (params, models) => (e.bind ? e.bind(params as ParamValues<S>, models) : params),
-    score: (models, x, params) => e.score(models, x, params as ParamValues<S>),
+    score: (models, x, params, scope) => e.score(models, x, params as ParamValues<S>, scope),
   };
 }
 
@@ -98,7 +105,7 @@ export function combiner<S extends ParamSchema>(e: {
 }
 
 /** The one model of a single-model role. */
-export function oneModel(models: RoleModels, role: string): Classifier {
+export function oneModel(models: RoleModels, role: string): ModelRunner {
   const found = models[role];
   if (!found || found.length !== 1) {
     throw Errors.badArgument(`role '${role}' needs exactly one model, got ${found?.length ?? 0}`, { role });
@@ -107,7 +114,7 @@ export function oneModel(models: RoleModels, role: string): Classifier {
 }
 
 /** The models of a role: at least one. */
-export function roleModelsOf(models: RoleModels, role: string): readonly Classifier[] {
+export function roleModelsOf(models: RoleModels, role: string): readonly ModelRunner[] {
   const found = models[role];
   if (!found || found.length === 0) throw Errors.badArgument(`role '${role}' needs at least one model`, { role });
   return found;

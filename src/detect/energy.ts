@@ -16,7 +16,7 @@ import { tf, type Tensor1D } from '../backend/index.js';
 import type { ParamSchema } from '../attacks/params.js';
 import { Errors } from '../errors.js';
 import { modelDetector, oneModel, type ScoreTensors } from './detector.js';
-import { hasEnergy } from './extensions.js';
+import { energyOf } from './extensions.js';
 
 export const ENERGY_PARAMS = {
   source: {
@@ -34,22 +34,26 @@ export const energy = modelDetector({
   roles: [{ name: 'model', many: false, defaults: ['zoo:dam-n20'], doc: 'the DAM model' }],
   bind(params, models) {
     const model = oneModel(models, 'model');
-    if (params.source === 'auto') return { ...params, source: hasEnergy(model) ? 'energy' : 'gap' };
-    if (params.source === 'energy' && !hasEnergy(model)) {
-      throw Errors.badModel(model.id, 'energy source=energy needs energy(x) on the model');
+    if (params.source === 'auto') return { ...params, source: energyOf(model) ? 'energy' : 'gap' };
+    if (params.source === 'energy' && !energyOf(model)) {
+      throw Errors.badModel(model.id, `energy source=energy needs energy(x) on the model's tfjs classifier (engine ${model.engine} has none)`);
     }
     return params;
   },
-  score(models, x, params): ScoreTensors {
+  async score(models, x, params, scope): Promise<ScoreTensors> {
     const model = oneModel(models, 'model');
-    const scores = model.scores(x);
-    const predicted = tf.argMax(scores, 1);
+    const scores = await scope.scores(model, x);
     if (params.source === 'gap') {
-      const gap = tf.max(scores, 1) as Tensor1D;
-      return { score: tf.neg(gap) as Tensor1D, evidence: { predicted, gap } };
+      return scope.tidy(() => {
+        const gap = tf.max(scores, 1) as Tensor1D;
+        return { score: tf.neg(gap) as Tensor1D, evidence: { predicted: tf.argMax(scores, 1), gap } };
+      });
     }
-    if (!hasEnergy(model)) throw Errors.badModel(model.id, `energy source=${params.source} needs energy(x)`);
-    const e = model.energy(x);
-    return { score: e, evidence: { predicted, energy: e } };
+    const withEnergy = energyOf(model);
+    if (!withEnergy) throw Errors.badModel(model.id, `energy source=${params.source} needs energy(x)`);
+    return scope.tidy(() => {
+      const e = withEnergy.energy(x);
+      return { score: e, evidence: { predicted: tf.argMax(scores, 1), energy: e } };
+    });
   },
 });

@@ -34,13 +34,17 @@ export const featureSqueezing = modelDetector({
     if (params.median === '2x2' && (h < 2 || w < 2)) throw Errors.badModel(model.id, `a ${h}×${w} input has no 2×2 window`);
     return params;
   },
-  score(models, x, params) {
+  async score(models, x, params, scope) {
     const model = oneModel(models, 'model');
-    const clean = model.scores(x);
+    const clean = await scope.scores(model, x);
     const squeezed: Tensor2D[] = [];
-    if (params.bits > 0) squeezed.push(reduceBitDepth(x, params.bits));
-    if (params.median === '2x2') squeezed.push(median2x2(x, model.inputShape));
-    const l1 = tf.stack(squeezed.map((q) => softmaxL1(clean, model.scores(q))), 1);
-    return { score: tf.max(l1, 1) as Tensor1D, evidence: { predicted: tf.argMax(clean, 1), l1 } };
+    if (params.bits > 0) squeezed.push(scope.tidy(() => reduceBitDepth(x, params.bits)));
+    if (params.median === '2x2') squeezed.push(scope.tidy(() => median2x2(x, model.inputShape)));
+    const onSqueezed: Tensor2D[] = [];
+    for (const q of squeezed) onSqueezed.push(await scope.scores(model, q));
+    return scope.tidy(() => {
+      const l1 = tf.stack(onSqueezed.map((s) => softmaxL1(clean, s)), 1);
+      return { score: tf.max(l1, 1) as Tensor1D, evidence: { predicted: tf.argMax(clean, 1), l1 } };
+    });
   },
 });

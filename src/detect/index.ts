@@ -18,7 +18,8 @@ export {
   type RoleSpec,
   type ScoreTensors,
 } from './detector.js';
-export { hasEmbedding, hasEnergy, type EmbeddingModel, type EnergyModel } from './extensions.js';
+export { embeddingOf, energyOf, hasEmbedding, hasEnergy, type EmbeddingModel, type EnergyModel } from './extensions.js';
+export { TensorScope } from './scope.js';
 export { DETECTORS, detectorNames, getDetectorEntry } from './registry.js';
 export { ExceedanceTable } from './combined.js';
 export {
@@ -32,6 +33,7 @@ export {
   type DetectorPlan,
   type Evidence,
   type EvidenceValue,
+  type PlanModel,
   type PlanOptions,
 } from './plan.js';
 export {
@@ -63,4 +65,4 @@ export {
   type RocPoint,
   type TprAtFpr,
 } from './measure.js';
-export { detectorEnsemble, ensembleClassifier, type EnsembleCombination, type EnsembleOptions } from './adaptive.js';
+export { adaptiveRefusal, detectorEnsemble, ensembleClassifier, type EnsembleCombination, type EnsembleOptions } from './adaptive.js';

@@ -28,25 +28,29 @@ export const noiseInstability = modelDetector({
   summary: 'mean total-variation change of the softmax over K uniform ±σ noisy copies (σ=0.1, K=16)',
   params: NOISE_INSTABILITY_PARAMS,
   roles: [{ name: 'model', many: false, defaults: ['zoo:mlp-relu'], doc: 'the model whose stability is measured' }],
-  score(models, x, params) {
+  async score(models, x, params, scope) {
     const model = oneModel(models, 'model');
     const dim = inputSize(model);
     const noise = new Rng(deriveSeed(params.seed, 1)).uniforms(params.copies * dim, -params.sigma, params.sigma);
-    const clean = model.scores(x);
-    const p0 = tf.softmax(clean);
-    const pred0 = tf.argMax(clean, 1);
-    let tv: Tensor = tf.zeros([x.shape[0]]);
-    let flips: Tensor = tf.zeros([x.shape[0]]);
+    const clean = await scope.scores(model, x);
+    const { p0, pred0 } = scope.tidy(() => ({ p0: tf.softmax(clean), pred0: tf.argMax(clean, 1) }));
+    let tv: Tensor = scope.tidy(() => tf.zeros([x.shape[0]]));
+    let flips: Tensor = scope.tidy(() => tf.zeros([x.shape[0]]));
     for (let k = 0; k < params.copies; k++) {
-      // One copy at a time keeps memory at one batch, whatever K is; the outer tidy frees the rest.
-      const eta = tf.tensor2d(noise.subarray(k * dim, (k + 1) * dim), [1, dim]);
-      const s = model.scores(tf.clipByValue(tf.add(x, eta), 0, 1) as Tensor2D);
-      tv = tf.add(tv, tf.mul(0.5, tf.sum(tf.abs(tf.sub(tf.softmax(s), p0)), 1)));
-      flips = tf.add(flips, tf.cast(tf.notEqual(tf.argMax(s, 1), pred0), 'float32'));
+      // One copy at a time, each step's tensors dropped as the next is made: memory stays at one batch, whatever K is.
+      const noisy = scope.tidy(() => tf.clipByValue(tf.add(x, tf.tensor2d(noise.subarray(k * dim, (k + 1) * dim), [1, dim])), 0, 1) as Tensor2D);
+      const s = await scope.scores(model, noisy);
+      const [tvPrev, flipsPrev] = [tv, flips];
+      ({ tv, flips } = scope.tidy(() => ({
+        tv: tf.add(tvPrev, tf.mul(0.5, tf.sum(tf.abs(tf.sub(tf.softmax(s), p0)), 1))),
+        flips: tf.add(flipsPrev, tf.cast(tf.notEqual(tf.argMax(s, 1), pred0), 'float32')),
+      })));
+      scope.drop(noisy, s, tvPrev, flipsPrev);
     }
-    return {
-      score: tf.div(tv, params.copies) as Tensor1D,
-      evidence: { predicted: pred0, flips: tf.div(flips, params.copies) },
-    };
+    const [tvSum, flipSum] = [tv, flips];
+    return scope.tidy(() => ({
+      score: tf.div(tvSum, params.copies) as Tensor1D,
+      evidence: { predicted: pred0, flips: tf.div(flipSum, params.copies) },
+    }));
   },
 });

@@ -56,17 +56,20 @@ export const orderDisagreement = modelDetector({
     }
     return params;
   },
-  score(models, x, params) {
+  async score(models, x, params, scope) {
     const logits = (s: Tensor2D) => (params.normalize === 'zscore' ? standardizeRows(s, params.sharpness) : s);
-    const sLow = oneModel(models, 'low').scores(x);
-    const highs = roleModelsOf(models, 'high').map((h) => h.scores(x));
-    const divergence = tf.stack(highs.map((s) => softmaxDivergence(logits(sLow), logits(s), params.divergence)), 1);
-    const lowPred = tf.argMax(sLow, 1);
-    const highPred = tf.stack(highs.map((s) => tf.argMax(s, 1)), 1);
-    const disagree = tf.any(tf.notEqual(highPred, tf.expandDims(lowPred, 1)), 1);
-    return {
-      score: tf.max(divergence, 1) as Tensor1D,
-      evidence: { low: lowPred, high: highPred, divergence, disagree },
-    };
+    const sLow = await scope.scores(oneModel(models, 'low'), x);
+    const highs: Tensor2D[] = [];
+    for (const h of roleModelsOf(models, 'high')) highs.push(await scope.scores(h, x));
+    return scope.tidy(() => {
+      const divergence = tf.stack(highs.map((s) => softmaxDivergence(logits(sLow), logits(s), params.divergence)), 1);
+      const lowPred = tf.argMax(sLow, 1);
+      const highPred = tf.stack(highs.map((s) => tf.argMax(s, 1)), 1);
+      const disagree = tf.any(tf.notEqual(highPred, tf.expandDims(lowPred, 1)), 1);
+      return {
+        score: tf.max(divergence, 1) as Tensor1D,
+        evidence: { low: lowPred, high: highPred, divergence, disagree },
+      };
+    });
   },
 });

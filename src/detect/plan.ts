@@ -19,8 +19,10 @@ import {
 } from '../attacks/params.js';
 import { Errors } from '../errors.js';
 import type { Classifier } from '../models/classifier.js';
+import { asRunner, type ModelRunner } from '../models/runner.js';
 import type { ModelDetectorEntry, RoleModels } from './detector.js';
 import { combinerEntry, detectorNames, getDetectorEntry, modelDetectorEntry } from './registry.js';
+import { TensorScope } from './scope.js';
 
 export interface DetectorConfig {
   /** The registered name; also the detector's key in scores, verdicts and calibrations. */
@@ -166,12 +168,18 @@ export function planModels(plan: DetectorPlan): string[] {
   return ids;
 }
 
-function byId(models: readonly Classifier[]): Map<string, Classifier> {
-  return new Map(models.map((m) => [m.id, m]));
+/**
+ * What a plan's models may be: runners on any engine, or tfjs classifiers (wrapped as tfjs runners;
+ * the wrapper is never disposed here, so the caller keeps owning the classifier).
+ */
+export type PlanModel = Classifier | ModelRunner;
+
+function byId(models: readonly PlanModel[]): Map<string, ModelRunner> {
+  return new Map(models.map((m) => [m.id, asRunner(m)]));
 }
 
-function roleModels(config: DetectorConfig, entry: ModelDetectorEntry, models: ReadonlyMap<string, Classifier>): RoleModels {
-  const out: Record<string, Classifier[]> = {};
+function roleModels(config: DetectorConfig, entry: ModelDetectorEntry, models: ReadonlyMap<string, ModelRunner>): RoleModels {
+  const out: Record<string, ModelRunner[]> = {};
   for (const role of entry.roles) {
     out[role.name] = (config.models[role.name] ?? []).map((id) => {
       const m = models.get(id);
@@ -184,12 +192,12 @@ function roleModels(config: DetectorConfig, entry: ModelDetectorEntry, models: R
 
 /**
  * The plan with its models checked and its model-dependent parameters fixed (`source=auto` becomes
- * `embedding` or `margin`, ...). `models` are the built classifiers, matched by `id`.
+ * `embedding` or `margin`, ...). `models` are the built models (runners or classifiers), matched by `id`.
  *
  * @example
  *   const plan = bindPlan(planDetectors(['energy']), [damModel]); // energy source=energy or gap
  */
-export function bindPlan(plan: DetectorPlan, models: readonly Classifier[]): DetectorPlan {
+export function bindPlan(plan: DetectorPlan, models: readonly PlanModel[]): DetectorPlan {
   const lookup = byId(models);
   const detectors = plan.detectors.map((config) => {
     const entry = modelDetectorEntry(config.name);
@@ -216,13 +224,13 @@ async function readColumn(t: Tensor, count: number): Promise<EvidenceValue[]> {
 
 /**
  * Every detector of a bound plan on one batch `x [B, D]` (the caller keeps `x`): scores and
- * evidence as plain data. Leaves no tensors behind; deterministic for a given plan and backend.
+ * evidence as plain data. Leaves no tensors behind; deterministic for a given plan, backend and engine.
  *
  * @example
  *   const { scores, evidence } = await runDetectors(plan, models, x);
  *   scores['feature-squeezing']; // Float32Array [B]
  */
-export async function runDetectors(plan: DetectorPlan, models: readonly Classifier[], x: Tensor2D): Promise<DetectorBatch> {
+export async function runDetectors(plan: DetectorPlan, models: readonly PlanModel[], x: Tensor2D): Promise<DetectorBatch> {
   if (!plan.bound) throw Errors.badArgument('the detector plan is not bound to its models: call bindPlan(plan, models) first');
   const lookup = byId(models);
   const count = x.shape[0];
@@ -237,12 +245,17 @@ export async function runDetectors(plan: DetectorPlan, models: readonly Classifi
         id: config.id,
       });
     }
+    const scope = new TensorScope();
+    let tensors: Tensor[];
     const names: string[] = [];
-    const tensors = tf.tidy(() => {
-      const out = entry.score(byRole, x, config.params);
+    try {
+      const out = await entry.score(byRole, x, config.params, scope);
       names.push(...Object.keys(out.evidence));
-      return [out.score, ...Object.values(out.evidence)];
-    });
+      tensors = [out.score, ...Object.values(out.evidence)];
+    } catch (e) {
+      scope.dispose();
+      throw e;
+    }
     try {
       const [score, ...columns] = tensors;
       if (score!.rank !== 1 || score!.shape[0] !== count) {
@@ -261,7 +274,9 @@ export async function runDetectors(plan: DetectorPlan, models: readonly Classifi
         for (let i = 0; i < count; i++) (evidence[i]![config.name] ??= {})[names[c]!] = values[i]!;
       }
     } finally {
+      // The result's tensors are the scope's, unless a detector made one outside it.
       tf.dispose(tensors);
+      scope.dispose();
     }
   }
   return { count, scores, evidence };

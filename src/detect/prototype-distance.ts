@@ -17,7 +17,7 @@ import { tf, type Tensor1D } from '../backend/index.js';
 import type { ParamSchema } from '../attacks/params.js';
 import { Errors } from '../errors.js';
 import { modelDetector, oneModel, type ScoreTensors } from './detector.js';
-import { hasEmbedding } from './extensions.js';
+import { embeddingOf } from './extensions.js';
 import { topTwoGap } from './ops.js';
 
 export const PROTOTYPE_DISTANCE_PARAMS = {
@@ -38,24 +38,28 @@ export const prototypeDistance = modelDetector({
   bind(params, models) {
     const model = oneModel(models, 'model');
     if (model.numClasses < 2) throw Errors.badModel(model.id, 'a score gap needs at least two classes');
-    if (params.source === 'auto') return { ...params, source: hasEmbedding(model) ? 'embedding' : 'margin' };
-    if (params.source === 'embedding' && !hasEmbedding(model)) {
-      throw Errors.badModel(model.id, 'prototype-distance source=embedding needs embed(x) and prototypes() on the model');
+    if (params.source === 'auto') return { ...params, source: embeddingOf(model) ? 'embedding' : 'margin' };
+    if (params.source === 'embedding' && !embeddingOf(model)) {
+      throw Errors.badModel(model.id, `prototype-distance source=embedding needs embed(x) and prototypes() on the model's tfjs classifier (engine ${model.engine} has none)`);
     }
     return params;
   },
-  score(models, x, params): ScoreTensors {
+  async score(models, x, params, scope): Promise<ScoreTensors> {
     const model = oneModel(models, 'model');
-    const scores = model.scores(x);
-    const predicted = tf.argMax(scores, 1);
+    const scores = await scope.scores(model, x);
     if (params.source === 'margin') {
-      const margin = topTwoGap(scores);
-      return { score: tf.neg(margin) as Tensor1D, evidence: { predicted, margin } };
+      return scope.tidy(() => {
+        const margin = topTwoGap(scores);
+        return { score: tf.neg(margin) as Tensor1D, evidence: { predicted: tf.argMax(scores, 1), margin } };
+      });
     }
-    if (!hasEmbedding(model)) throw Errors.badModel(model.id, `prototype-distance source=${params.source} needs embed(x) and prototypes()`);
-    const diff = tf.sub(tf.expandDims(model.embed(x), 1), tf.expandDims(model.prototypes(), 0)); // [B, C, d]
-    const dist = params.norm === 'l2' ? tf.sqrt(tf.sum(tf.square(diff), 2)) : tf.max(tf.abs(diff), 2);
-    const distance = tf.min(dist, 1) as Tensor1D;
-    return { score: distance, evidence: { nearest: tf.argMin(dist, 1), distance, predicted } };
+    const embedding = embeddingOf(model);
+    if (!embedding) throw Errors.badModel(model.id, `prototype-distance source=${params.source} needs embed(x) and prototypes()`);
+    return scope.tidy(() => {
+      const diff = tf.sub(tf.expandDims(embedding.embed(x), 1), tf.expandDims(embedding.prototypes(), 0)); // [B, C, d]
+      const dist = params.norm === 'l2' ? tf.sqrt(tf.sum(tf.square(diff), 2)) : tf.max(tf.abs(diff), 2);
+      const distance = tf.min(dist, 1) as Tensor1D;
+      return { score: distance, evidence: { nearest: tf.argMin(dist, 1), distance, predicted: tf.argMax(scores, 1) } };
+    });
   },
 });

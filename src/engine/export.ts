@@ -11,8 +11,8 @@
  *   (see `crossEntropy` in `src/attacks/losses.ts`: CE's value, and its gradient rescaled by
  *   1/(1 − p_y) so that it never underflows), times sign, in one run;
  * - `model`: x, onehot, sign → scores, value, grad of the family's own loss, where it is
- *   per-sample (the isometric penalty couples a batch's samples, and the prototype L∞ loss needs the
- *   embedding: those stay on tfjs).
+ *   per-sample (the isometric penalty couples a batch's samples: it stays on tfjs); DRP's
+ *   prototype L∞ loss reads the embedding, which its net exposes.
  *
  * The arithmetic mirrors the tfjs families step for step (the same x/T before the power, the same
  * repeated squaring), so that the two engines agree to float32 rounding.
@@ -43,6 +43,8 @@ export interface NativeGraphs {
 interface Net {
   scores: string;
   backward(dscores: string): string;
+  /** A family whose own loss is over an inner representation (DRP's embedding z) exposes it here. */
+  embedding?: { value: string; backward(dz: string): string };
 }
 
 /** A per-sample loss over the scores: its value `[B]` and its gradient with respect to the scores. */
@@ -54,6 +56,8 @@ interface FamilyExport {
   net(g: GraphBuilder, x: string): Net;
   /** The family's own loss, when it is per-sample and computed from the scores. */
   modelHead?: Head;
+  /** What the model head reads: the scores (default) or the net's embedding. */
+  modelHeadOn?: 'scores' | 'embedding';
 }
 
 function weight(w: PlainWeights, name: string, where: string): PlainWeight {
@@ -233,6 +237,173 @@ function damExport(config: Record<string, unknown>, w: PlainWeights, where: stri
   };
 }
 
+/**
+ * A 3×3 convolution's weights `[9·Cin, Cout]` (rows (di, dj, c), the im2col layout of
+ * `families/drp.ts`) as ONNX's `[Cout, Cin, 3, 3]`.
+ */
+function convFilter(w: PlainWeight): PlainWeight {
+  const [rows, cout] = w.shape as [number, number];
+  const cin = rows / 9;
+  const out = new Float32Array(rows * cout);
+  for (let di = 0; di < 3; di++) {
+    for (let dj = 0; dj < 3; dj++) {
+      for (let c = 0; c < cin; c++) {
+        for (let o = 0; o < cout; o++) out[((o * cin + c) * 3 + di) * 3 + dj] = w.data[((di * 3 + dj) * cin + c) * cout + o]!;
+      }
+    }
+  }
+  return { shape: [cout, cin, 3, 3], data: out };
+}
+
+/**
+ * The input gradient of a 2×2, stride-2 max-pool of `act` `[B, C, side, side]` (NCHW) given the
+ * output gradient `d` `[B, C, ⌊side/2⌋, ⌊side/2⌋]`: each window's gradient goes to its last maximum
+ * in row-major order (tfjs's choice); a row and column the pool dropped (odd sides) get zero.
+ */
+function maxPoolBackward(g: GraphBuilder, act: string, d: string, side: number, channels: number): string {
+  const half = Math.floor(side / 2);
+  const even = 2 * half;
+  const crop = even === side ? act : g.op('Slice', [act, g.ints([0, 0]), g.ints([even, even]), g.ints([2, 3])]);
+  // [B, C, h, 2, w, 2] → [B, C, h, w, 2, 2] → [B, C, h, w, 4]: each window's four values, row-major.
+  const windows = g.op('Reshape', [
+    g.op('Transpose', [g.op('Reshape', [crop, g.ints([-1, channels, half, 2, half, 2])])], { perm: [0, 1, 2, 4, 3, 5] }),
+    g.ints([-1, channels, half, half, 4]),
+  ]);
+  const isMax = g.op('Cast', [g.op('Equal', [windows, g.op('ReduceMax', [windows], { axes: [4], keepdims: 1 })])], { to: 1 });
+  const ranked = g.op('Mul', [isMax, g.weight('window_rank', [4], Float32Array.from([1, 2, 3, 4]))]);
+  const last = g.op('Cast', [g.op('Equal', [ranked, g.op('ReduceMax', [ranked], { axes: [4], keepdims: 1 })])], { to: 1 });
+  const spread = g.op('Mul', [last, g.op('Unsqueeze', [d, g.ints([4])])]);
+  const back = g.op('Reshape', [
+    g.op('Transpose', [g.op('Reshape', [spread, g.ints([-1, channels, half, half, 2, 2])])], { perm: [0, 1, 2, 4, 3, 5] }),
+    g.ints([-1, channels, even, even]),
+  ]);
+  return even === side ? back : g.op('Pad', [back, g.ints([0, 0, 0, 0, 0, 0, side - even, side - even])]);
+}
+
+/**
+ * Deep Repulsive Prototypes: the LeNet of `families/drp.ts` (valid 3×3 conv → ReLU → 2×2 max-pool,
+ * twice, then fc → ReLU → fc to the embedding z) and its prototype scores (⟨z, p_c⟩, or −‖z − p_c‖∞
+ * with `predict: 'nearest'`). tfjs works in NHWC; here the graph is NCHW, the layout ONNX's Conv
+ * takes, so the first dense layer's rows are permuted from (h, w, c) to (c, h, w) order at export,
+ * instead of a Transpose in every run. Backward: a convolution's input gradient is the
+ * ConvTranspose of the same filter; a max-pool's goes to one position per window, the LAST maximum
+ * in row-major order, because that is the one tfjs's MaxPoolGrad picks. Ties are common on MNIST
+ * (saturated strokes give equal convolutions over whole windows: about a third of the positive
+ * windows of the first layer), and ONNX Runtime's MaxPool `Indices` name the first maximum, so the
+ * position is chosen explicitly: windows as a last axis of 4, an equality mask, its last one.
+ */
+function drpExport(config: Record<string, unknown>, w: PlainWeights, where: string): FamilyExport {
+  const [height, width, channels] = (config.inputShape as [number, number, number] | undefined) ?? [28, 28, 1];
+  const predict = config.predict === 'nearest' ? 'nearest' : 'inner';
+  const prototypes = weight(w, 'prototypes', where);
+  const [classes, dim] = prototypes.shape as [number, number];
+  const conv = ['conv0', 'conv1'].map((n) => ({ filter: convFilter(weight(w, `${n}/w`, where)), bias: weight(w, `${n}/b`, where) }));
+  // Spatial sizes: valid 3×3 convolutions (−2), 2×2 pools (floor of half).
+  const sides: number[] = [];
+  let side = height;
+  for (let i = 0; i < 2; i++) {
+    side = Math.floor((side - 2) / 2);
+    sides.push(side);
+  }
+  if (height !== width) throw Errors.badModel(where, `the drp export takes square inputs, not ${height}×${width}`);
+  const filters = conv[1]!.filter.shape[0]!;
+  const fc0 = weight(w, 'fc0/w', where);
+  const hidden = fc0.shape[1]!;
+  const last = sides[1]!;
+  if (fc0.shape[0] !== last * last * filters) throw Errors.badModel(where, `fc0/w has ${fc0.shape[0]} rows where the backbone gives ${last * last * filters}`);
+  const fc0Chw = new Float32Array(fc0.data.length);
+  for (let h = 0; h < last; h++) {
+    for (let x = 0; x < last; x++) {
+      for (let c = 0; c < filters; c++) {
+        const from = ((h * last + x) * filters + c) * hidden;
+        fc0Chw.set(fc0.data.subarray(from, from + hidden), ((c * last + h) * last + x) * hidden);
+      }
+    }
+  }
+  // The prototypes as a dense layer's weights `[d, C]`, as the family scores ⟨z, p_c⟩.
+  const protoT = new Float32Array(dim * classes);
+  for (let c = 0; c < classes; c++) for (let k = 0; k < dim; k++) protoT[k * classes + c] = prototypes.data[c * dim + k]!;
+  return {
+    inputDim: height * width * channels,
+    numClasses: classes,
+    modelHead: linfPrototypeLoss(prototypes),
+    modelHeadOn: 'embedding',
+    net(g, x) {
+      let h = g.op('Reshape', [x, g.ints([-1, height, width, channels])]);
+      h = g.op('Transpose', [h], { perm: [0, 3, 1, 2] });
+      const stages: { filter: string; pre: string; act: string; side: number; channels: number }[] = [];
+      let size = height;
+      for (const layer of conv) {
+        const filter = g.weight('conv_w', layer.filter.shape, layer.filter.data);
+        const pre = g.op('Conv', [h, filter, g.weight('conv_b', layer.bias.shape, layer.bias.data)], { kernel_shape: [3, 3] });
+        const act = g.op('Relu', [pre]);
+        size -= 2;
+        stages.push({ filter, pre, act, side: size, channels: layer.filter.shape[0]! });
+        h = g.op('MaxPool', [act], { kernel_shape: [2, 2], strides: [2, 2] });
+        size = Math.floor(size / 2);
+      }
+      const flat = g.op('Flatten', [h], { axis: 1 });
+      const d0 = denseLayer(g, flat, { shape: fc0.shape, data: fc0Chw }, weight(w, 'fc0/b', where), 'fc0');
+      const a0 = g.op('Relu', [d0.out]);
+      const d1 = denseLayer(g, a0, weight(w, 'fc1/w', where), weight(w, 'fc1/b', where), 'fc1');
+      const z = d1.out;
+      let scores: string;
+      let scoresBack: (d: string) => string;
+      if (predict === 'inner') {
+        const p = denseLayer(g, z, { shape: [dim, classes], data: protoT }, undefined, 'protos');
+        scores = p.out;
+        scoresBack = p.back;
+      } else {
+        const diff = g.op('Sub', [g.op('Unsqueeze', [z, g.ints([1])]), g.weight('protos', [1, classes, dim], prototypes.data)]);
+        const abs = g.op('Abs', [diff]);
+        const max = g.op('ReduceMax', [abs], { axes: [2], keepdims: 1 });
+        scores = g.op('Neg', [g.op('Reshape', [max, g.ints([0, classes])])]);
+        scoresBack = (d) => {
+          // tfjs: max's gradient goes to every element equal to the max; abs's is +1 above 0, −1 at or below.
+          const mask = g.op('Cast', [g.op('Equal', [abs, max])], { to: 1 });
+          const sign = g.op('Sub', [g.op('Mul', [g.op('Cast', [g.op('Greater', [diff, g.scalar(0)])], { to: 1 }), g.scalar(2)]), g.scalar(1)]);
+          const dDiff = g.op('Mul', [g.op('Mul', [mask, sign]), g.op('Neg', [g.op('Unsqueeze', [d, g.ints([2])])])]);
+          return g.op('ReduceSum', [dDiff, g.ints([1])], { keepdims: 0 });
+        };
+      }
+      const step = (pre: string) => g.op('Cast', [g.op('Greater', [pre, g.scalar(0)])], { to: 1 });
+      const backwardEmbedding = (dz: string): string => {
+        let d = d1.back(dz);
+        d = d0.back(g.op('Mul', [d, step(d0.out)]));
+        d = g.op('Reshape', [d, g.ints([-1, filters, last, last])]);
+        for (let i = stages.length - 1; i >= 0; i--) {
+          const st = stages[i]!;
+          d = g.op('Mul', [maxPoolBackward(g, st.act, d, st.side, st.channels), step(st.pre)]);
+          d = g.op('ConvTranspose', [d, st.filter], { kernel_shape: [3, 3] });
+        }
+        return g.op('Reshape', [g.op('Transpose', [d], { perm: [0, 2, 3, 1] }), g.ints([-1, height * width * channels])]);
+      };
+      return {
+        scores,
+        backward: (dscores) => backwardEmbedding(scoresBack(dscores)),
+        embedding: { value: z, backward: backwardEmbedding },
+      };
+    },
+  };
+}
+
+/**
+ * DRP's own loss ‖z − p_y‖∞ over the embedding (`protoLoss` in `families/drp.ts`) and its gradient
+ * in z as tfjs forms it: max's to every coordinate equal to the max, abs's +1 above 0 and −1 at or
+ * below.
+ */
+function linfPrototypeLoss(prototypes: PlainWeight): Head {
+  return (g, z, onehot) => {
+    const target = g.op('MatMul', [onehot, g.weight('prototypes', prototypes.shape, prototypes.data)]);
+    const diff = g.op('Sub', [z, target]);
+    const abs = g.op('Abs', [diff]);
+    const max = g.op('ReduceMax', [abs], { axes: [1], keepdims: 1 });
+    const mask = g.op('Cast', [g.op('Equal', [abs, max])], { to: 1 });
+    const sign = g.op('Sub', [g.op('Mul', [g.op('Cast', [g.op('Greater', [diff, g.scalar(0)])], { to: 1 }), g.scalar(2)]), g.scalar(1)]);
+    return { value: g.op('Reshape', [max, g.ints([-1])]), dscores: g.op('Mul', [mask, sign]) };
+  };
+}
+
 /** The plain softmax cross-entropy of `src/models/ops.ts` (the MLP and maxout families' own loss). */
 const plainCrossEntropy: Head = (g, scores, onehot) => {
   const logp = g.op('LogSoftmax', [scores], { axis: 1 });
@@ -258,23 +429,27 @@ function familyExport(family: string, config: Record<string, unknown>, w: PlainW
       return maxoutExport(config, w, where);
     case 'dam':
       return damExport(config, w, where);
+    case 'drp':
+      return drpExport(config, w, where);
     default:
       throw Errors.badModel(where, `family '${family}' has no ONNX export; families with one: ${EXPORTABLE_FAMILIES.join(', ')}`);
   }
 }
 
 /** The families {@link exportFamily} can write. */
-export const EXPORTABLE_FAMILIES: readonly string[] = ['mlp', 'isometric', 'maxout', 'dam'];
+export const EXPORTABLE_FAMILIES: readonly string[] = ['mlp', 'isometric', 'maxout', 'dam', 'drp'];
 
-function withHead(g: GraphBuilder, ex: FamilyExport, head: Head): void {
+function withHead(g: GraphBuilder, ex: FamilyExport, head: Head, on: 'scores' | 'embedding' = 'scores'): void {
   const x = g.input('x', ['batch', ex.inputDim]);
   const onehot = g.input('onehot', ['batch', ex.numClasses]);
   const sign = g.input('sign', ['batch', 1]);
   const net = ex.net(g, x);
-  const { value, dscores } = head(g, net.scores, onehot);
+  const point = on === 'embedding' ? net.embedding : { value: net.scores, backward: (d: string) => net.backward(d) };
+  if (!point) throw new Error(`the ${g.name} net has no embedding for its head`);
+  const { value, dscores } = head(g, point.value, onehot);
   g.output(net.scores, 'scores', ['batch', ex.numClasses]);
   g.output(g.op('Mul', [value, g.op('Reshape', [sign, g.ints([-1])])]), 'value', ['batch']);
-  g.output(net.backward(g.op('Mul', [dscores, sign])), 'grad', ['batch', ex.inputDim]);
+  g.output(point.backward(g.op('Mul', [dscores, sign])), 'grad', ['batch', ex.inputDim]);
 }
 
 /**
@@ -306,7 +481,7 @@ export function exportFamily(family: string, config: Record<string, unknown>, we
 
   if (ex.modelHead) {
     const model = new GraphBuilder(`${family}-model`);
-    withHead(model, ex, ex.modelHead);
+    withHead(model, ex, ex.modelHead, ex.modelHeadOn);
     programs.model = model.encode();
   }
   return { family, inputDim: ex.inputDim, numClasses: ex.numClasses, programs };

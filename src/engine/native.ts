@@ -40,7 +40,7 @@ export interface FamilyRunnerOptions {
   graphs: NativeGraphs;
   provider: ProviderName;
   /**
-   * Where an objective has no native program (a loss over the batch, the prototype L∞ loss), the
+   * Where an objective has no native program (a loss over the batch: the isometric penalty), the
    * runner that computes it: tfjs under `--engine auto`; none under `--engine onnx`, which then
    * refuses the objective.
    */
@@ -121,7 +121,7 @@ export class FamilyRunner implements ModelRunner {
     throw Errors.attackUnsupported(
       what,
       this.id,
-      `the ${this.family} family has no native program for it (its loss couples a batch's samples or needs the embedding); use --engine auto or tfjs`,
+      `the ${this.family} family has no native program for it (its loss couples a batch's samples); use --engine auto or tfjs`,
     );
   }
 

@@ -239,7 +239,7 @@ export function decodeWeights(artifact: ModelArtifact): NamedTensorMap {
 export async function buildClassifier(artifact: ModelArtifact): Promise<Classifier> {
   const json = artifact.modelJson;
   if (json.format === 'onnx') {
-    throw Errors.badModel(artifact.id, 'an ONNX model runs on ONNX Runtime only (eval with --engine auto or onnx); this needs a tfjs classifier (the audit\'s detectors are tfjs code)');
+    throw Errors.badModel(artifact.id, 'an ONNX model runs on ONNX Runtime only (eval and audit with --engine auto or onnx), not as a tfjs classifier');
   }
   if ('family' in json && json.format === 'advstream') {
     const family = getFamily(json.family);

@@ -13,9 +13,11 @@ import {
   planDetectors,
   rocAuc,
   runDetectors,
+  TensorScope,
   type DetectorPlan,
   type ModelDetectorEntry,
 } from '../../src/detect/index.js';
+import { asRunner } from '../../src/models/runner.js';
 import { median2x2, reduceBitDepth, softmaxDivergence } from '../../src/detect/ops.js';
 import type { Classifier } from '../../src/models/classifier.js';
 import { loadEmbeddingModel, loadEnergyModel, loadModel, mnist, rows, scoresOnly, tensors, type Slice } from './helpers.js';
@@ -249,17 +251,19 @@ describe('ops', () => {
 it('uses only kernels the wasm backend has', async () => {
   const x = tf.tensor2d(clean.x.slice(0, 4 * 784), [4, 784]);
   const plans = CASES.map(planOf);
-  const kernels = await traceKernels(() => {
+  const scope = new TensorScope();
+  const kernels = await traceKernels(async () => {
     const out: (Tensor1D | Tensor2D)[] = [];
     for (const plan of plans) {
       for (const d of plan.detectors) {
         const entry = getDetectorEntry(d.name) as ModelDetectorEntry;
-        const byRole = Object.fromEntries(Object.entries(d.models).map(([role, ids]) => [role, ids.map((id) => models.find((m) => m.id === id)!)]));
-        out.push(entry.score(byRole, x, d.params).score);
+        const byRole = Object.fromEntries(Object.entries(d.models).map(([role, ids]) => [role, ids.map((id) => asRunner(models.find((m) => m.id === id)!))]));
+        out.push((await entry.score(byRole, x, d.params, scope)).score);
       }
     }
     return out;
   });
+  scope.dispose();
   x.dispose();
   // tf.profile also lists composite ops (logSoftmax__op) and unnamed entries: keep the real kernels.
   const real = kernels.filter((k) => tf.getKernel(k, 'cpu') !== undefined);

@@ -22,6 +22,7 @@ import { loadArtifact, buildClassifier, type ModelArtifact } from '../../src/mod
 import { tfjsGradient, type Objective } from '../../src/models/runner.js';
 import { buildRunner, plainWeights } from '../../src/engine/build.js';
 import { EXPORTABLE_FAMILIES } from '../../src/engine/export.js';
+import { FamilyRunner } from '../../src/engine/native.js';
 import { zooModels } from '../../src/models/zoo.js';
 import { mnist } from '../models/helpers.js';
 
@@ -175,11 +176,28 @@ describe('native programs agree with tfjs on the shipped zoo', () => {
     auto.dispose();
   });
 
-  it('a family without an export is an error under --engine onnx and tfjs under auto', async () => {
+  it("drp: its own loss ‖f(x) − p_y‖∞, over the embedding, runs natively under --engine onnx (targeted too)", async () => {
     const artifact = await loadArtifact('zoo:drp');
-    await expect(buildRunner(artifact, 'onnx')).rejects.toMatchObject({ code: 'BAD_MODEL' });
-    const auto = await buildRunner(artifact, 'auto');
-    expect(auto.engine).toMatch(/^tfjs-/);
-    auto.dispose();
+    const forced = await buildRunner(artifact, 'onnx');
+    const reference = await buildClassifier(artifact);
+    expect(forced).toBeInstanceOf(FamilyRunner);
+    expect((forced as FamilyRunner).programs).toContain('model');
+    const objective: Objective = { kind: 'model', labels: targets, sign: -1 };
+    const got = await forced.gradient(objective, x);
+    const ref = tfjsGradient(reference, objective, x);
+    expect(await globalRelative(got.grad, ref.grad)).toBeLessThan(1e-4);
+    expect(await globalRelative(got.value, ref.value)).toBeLessThan(1e-5);
+    const loss = await forced.loss('model', x, labels);
+    const want = tf.tidy(() => reference.loss('model', x, labels));
+    expect(await globalRelative(loss, want)).toBeLessThan(1e-5);
+    tf.dispose([got.grad, got.value, got.scores, ref.grad, ref.value, ref.scores, loss, want]);
+    reference.dispose();
+    forced.dispose();
+  });
+
+  it('a family without an export is an error under --engine onnx, before anything runs', async () => {
+    const artifact = await loadArtifact('zoo:mlp-relu');
+    const foreign: ModelArtifact = { ...artifact, id: 'foreign', modelJson: { ...artifact.modelJson, family: 'unexported' } as ModelArtifact['modelJson'] };
+    await expect(buildRunner(foreign, 'onnx')).rejects.toMatchObject({ code: 'BAD_MODEL', message: expect.stringMatching(/has no ONNX export/) });
   });
 });

@@ -32,7 +32,8 @@ const score = (extra: Partial<AuditTask> = {}): AuditTask => ({ kind: 'score', i
 
 describe('AuditRuntime', () => {
   it('binds the plan and scores a batch as runDetectors does, with each plan model\'s prediction', async () => {
-    const rt = await AuditRuntime.create({ models: artifacts, plan, backend: 'wasm' }, 'main');
+    // The tfjs engine: the same arithmetic as the tfjs classifiers below, so the same numbers.
+    const rt = await AuditRuntime.create({ models: artifacts, plan, backend: 'wasm', engine: 'tfjs' }, 'main');
     const ready = await rt.ready();
     expect(ready.plan.bound).toBe(true);
     expect(ready.models.map((m) => m.id)).toEqual(artifacts.map((a) => a.id));

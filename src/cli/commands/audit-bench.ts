@@ -105,6 +105,7 @@ export function registerAuditBench(program: Command): void {
       writeFileSync(flags.out, `${JSON.stringify(result, null, 2)}\n`);
       writeFileSync(rocFile, rocLines(result).map((l) => `${JSON.stringify(l)}\n`).join(''));
       process.stderr.write(`${benchTable(result)}\n`);
+      for (const k of result.skipped) process.stderr.write(`advstream audit-bench: skipped ${k.label} @ ${k.source}: ${k.reason}\n`);
       process.stderr.write(`advstream audit-bench: ${result.results.length} attack × source pairs on ${result.clean.n} clean images in ${result.elapsed_s.toFixed(1)} s; wrote ${flags.out} and ${rocFile}\n`);
     });
 }

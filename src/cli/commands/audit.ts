@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { openRejectFile, openSource, SOURCE_KINDS, type RejectFile, type RejectSink } from '../../data/index.js';
 import { detectorNames } from '../../detect/index.js';
+import { parseEngineChoice } from '../../engine/build.js';
 import { Errors } from '../../errors.js';
 import {
   audit,
@@ -24,6 +25,7 @@ import { parseStatsEvery } from './eval.js';
 export interface AuditorFlags {
   detector?: string[];
   role?: string[];
+  model?: string;
   fpr: string;
   calibration?: string;
   calibrationData: string;
@@ -32,6 +34,7 @@ export interface AuditorFlags {
   workers?: string;
   batch: string;
   backend?: string;
+  engine: string;
 }
 
 export const repeat = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -41,6 +44,7 @@ export function addAuditorFlags(command: Command): Command {
   return command
     .option('--detector <spec>', `a detector spec, e.g. noise-instability:sigma=0.05; repeat for several (default: ${DEFAULT_DETECTORS.join(', ')})`, repeat)
     .option('--role <role=models>', "models for a role the specs leave unnamed: high=zoo:dam-n20+zoo:dam-n30, or order-disagreement.low=zoo:dam-n2; repeat", repeat)
+    .option('--model <ref>', 'the audited model (a zoo model, a folder, or an .onnx file): every single-model role the specs and --role leave unnamed (model, low); the DAMs stay the high-order role')
     .option('--fpr <rate>', 'target false-positive rate of each detector and of the combined score', String(DEFAULT_FPR))
     .option('--calibration <file>', 'reuse this calibration if it fits the detectors, models, rate and data; else calibrate and save it here (default: .cache/calibration/<hash>.json)')
     .option('--calibration-data <source>', `clean reference images; only their even positions are used (see docs/audit.md)`, DEFAULT_CALIBRATION_DATA)
@@ -48,13 +52,20 @@ export function addAuditorFlags(command: Command): Command {
     .option('--recalibrate', 'calibrate even when the calibration file fits')
     .option('--workers <n>', 'worker threads (default: the number of cores)')
     .option('--batch <n>', 'records per batch', '32')
-    .option('--backend <name>', 'force a backend: wasm, cpu, or tensorflow (tfjs-node; runs in the main thread)');
+    .option('--backend <name>', 'force a backend: wasm, cpu, or tensorflow (tfjs-node; runs in the main thread)')
+    .option('--engine <name>', 'auto (ONNX Runtime for ONNX files and the exported zoo families, tfjs otherwise), tfjs, or onnx', 'auto');
 }
 
-function parseRoles(specs: readonly string[] | undefined): Record<string, string> | undefined {
-  if (!specs?.length) return undefined;
+/** `--model REF` fills the single-model roles (`model`, `low`); `--role` entries take precedence. */
+function parseRoles(specs: readonly string[] | undefined, model: string | undefined): Record<string, string> | undefined {
+  if (!specs?.length && model === undefined) return undefined;
   const roles: Record<string, string> = {};
-  for (const spec of specs) {
+  if (model !== undefined) {
+    if (!model.trim()) throw Errors.badArgument('--model needs a model reference');
+    roles.model = model.trim();
+    roles.low = model.trim();
+  }
+  for (const spec of specs ?? []) {
     const at = spec.indexOf('=');
     if (at <= 0 || at === spec.length - 1) throw Errors.badArgument(`--role takes ROLE=MODELS (e.g. high=zoo:dam-n20+zoo:dam-n30), got '${spec}'`);
     roles[spec.slice(0, at).trim()] = spec.slice(at + 1).trim();
@@ -66,7 +77,7 @@ function parseRoles(specs: readonly string[] | undefined): Record<string, string
 export function auditorOptions(flags: AuditorFlags): AuditorOptions {
   const fpr = finiteNumber('--fpr', flags.fpr)!;
   if (!(fpr > 0 && fpr < 1)) throw Errors.badArgument(`--fpr must be in (0, 1), got '${flags.fpr}'`);
-  const roles = parseRoles(flags.role);
+  const roles = parseRoles(flags.role, flags.model);
   const limit = positiveInt('--calibration-limit', flags.calibrationLimit);
   return {
     ...(flags.detector ? { detectors: flags.detector } : {}),
@@ -79,6 +90,7 @@ export function auditorOptions(flags: AuditorFlags): AuditorOptions {
     workers: positiveInt('--workers', flags.workers) ?? os.availableParallelism(),
     batch: positiveInt('--batch', flags.batch)!,
     ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
+    engine: parseEngineChoice(flags.engine),
     onCalibration: calibrationReporter(),
   };
 }
@@ -194,7 +206,7 @@ export function registerAudit(program: Command): void {
             out.write(e);
             process.stderr.write(
               `advstream audit: ${e.detectors.length} detector(s)${e.combined ? ' + combined' : ''} at fpr ${e.fpr} on ${e.source}, ` +
-                `backend ${e.backend}${e.simd ? ' (SIMD)' : ''}, ${e.mode === 'pool' ? `${e.workers} worker(s)` : 'main thread'}\n`,
+                `backend ${e.backend}${e.simd ? ' (SIMD)' : ''}, engine ${e.engine}, ${e.mode === 'pool' ? `${e.workers} worker(s)` : 'main thread'}\n`,
             );
             if (process.stderr.isTTY) {
               bar = new cliProgress.SingleBar({ stream: process.stderr, format: '{line}', hideCursor: true }, cliProgress.Presets.shades_classic);

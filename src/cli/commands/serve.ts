@@ -58,7 +58,7 @@ export function registerServe(program: Command): void {
         process.stderr.write(`advstream serve: warning: listening on ${flags.host} without a token: anyone who can reach it can use it\n`);
       }
       process.stderr.write(
-        `advstream serve: listening on ${address.url} (backend ${auditor.info.backend}, ${auditor.info.workers} worker(s), fpr ${auditor.info.fpr}` +
+        `advstream serve: listening on ${address.url} (backend ${auditor.info.backend}, engine ${auditor.info.engine}, ${auditor.info.workers} worker(s), fpr ${auditor.info.fpr}` +
           `${token !== undefined ? ', token required' : ''})\n`,
       );
       writeJson({ type: 'listening', url: address.url, host: address.host, port: address.port });
