@@ -339,8 +339,8 @@ export async function renderReproduction(
   const timing: Table = {
     id: 'run-time',
     caption: `Wall time per evaluation (${first ? `${first.workers} workers, ` : ''}this machine)`,
-    columns: ['experiment', 'run', 'images', 'wall time', 'images/s', 'computed'],
-    numeric: [false, false, true, true, true, false],
+    columns: ['experiment', 'run', 'images', 'wall time', 'images/s', 'computed', 'at commit'],
+    numeric: [false, false, true, true, true, false, false],
     rows: runs.map((r) => [
       r.experiment,
       r.run.id,
@@ -348,6 +348,7 @@ export async function renderReproduction(
       duration(r.outcome.throughput.elapsed_s),
       r.outcome.throughput.images_per_s === null ? '–' : r.outcome.throughput.images_per_s.toFixed(1),
       r.fresh ? 'this invocation' : 'earlier invocation (cached)',
+      typeof r.outcome.provenance.commit === 'string' ? r.outcome.provenance.commit : '–',
     ]),
   };
   out.push(tableMarkdown(timing), '');
