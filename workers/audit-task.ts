@@ -18,7 +18,7 @@ import { buildRunner, type EngineChoice } from '../src/engine/build.js';
 import { Errors } from '../src/errors.js';
 import type { ModelArtifact } from '../src/models/artifact.js';
 import { inputSize } from '../src/models/classifier.js';
-import type { TaskResultHeader, TaskRuntime } from './protocol.js';
+import type { ReadyModel, TaskResultHeader, TaskRuntime } from './protocol.js';
 import { asRunner, isStopping, type ModelRunner } from '../src/models/runner.js';
 
 /** The source of an adaptive attack: the joint classifier of one detector's models. */
@@ -103,17 +103,8 @@ export interface AuditTaskResult extends TaskResultHeader {
 export interface AuditReady {
   workerId: string;
   backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
-  models: {
-    id: string;
-    family: string;
-    inputShape: [number, number, number];
-    numClasses: number;
-    /** What scores the model (`onnx-cpu`, `tfjs-wasm`, …) and what computes its input gradients (`none`: black-box). */
-    engine: string;
-    gradientEngine: string;
-    /** Whether a tfjs classifier stands behind it: what the adaptive ensemble and the DAM/DRP extensions need. */
-    tfjs: boolean;
-  }[];
+  /** `tfjs`: whether a tfjs classifier stands behind it, which the adaptive ensemble and the DAM/DRP extensions need. */
+  models: (ReadyModel & { tfjs: boolean })[];
   /** The plan bound to this thread's models: what calibrations are made for and checked against. */
   plan: DetectorPlan;
 }

@@ -16,7 +16,7 @@ import type { ModelArtifact } from '../src/models/artifact.js';
 import { inputSize } from '../src/models/classifier.js';
 import { isStopping, type ModelRunner } from '../src/models/runner.js';
 import { buildRunner, type EngineChoice } from '../src/engine/build.js';
-import { describeFailure, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
+import { describeFailure, type ReadyModel, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
 
 /**
  * Test-only hooks, carried in the pool's `workerData`; never set them outside tests. They make a
@@ -99,15 +99,7 @@ export type EvalTaskFailure = TaskFailure;
 export interface EvalReady {
   workerId: string;
   backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
-  models: {
-    id: string;
-    family: string;
-    inputShape: [number, number, number];
-    numClasses: number;
-    /** What scores the model (`onnx-cpu`, `tfjs-wasm`, …) and what computes its input gradients (`none`: black-box). */
-    engine: string;
-    gradientEngine: string;
-  }[];
+  models: ReadyModel[];
 }
 
 /** The transferable buffers of a result, for `Piscina.move`. */

@@ -72,6 +72,17 @@ export function taskWorker<Setup, Task, Result extends object, Ready>(
 }
 
 /** What every finished task reports beside its own results. */
+/** One model as a started runtime describes it. */
+export interface ReadyModel {
+  id: string;
+  family: string;
+  inputShape: [number, number, number];
+  numClasses: number;
+  /** What scores the model (`onnx-cpu`, `tfjs-wasm`, …) and what computes its input gradients (`none`: black-box). */
+  engine: string;
+  gradientEngine: string;
+}
+
 export interface TaskResultHeader {
   ok: true;
   index: number;
