@@ -38,7 +38,7 @@ import { Errors } from '../src/errors.js';
 import { Proportion, type ProportionSummary } from '../src/stats/index.js';
 import { ADAPTIVE_PREFIX, type AuditTask, type AuditTaskResult } from '../workers/audit-task.js';
 import { batchSeed, pairSeed } from '../workers/eval-task.js';
-import { openAuditPool, type AuditPool, type AuditPoolOptions } from './audit-pool.js';
+import { openAuditPool, poolRun, type AuditPool, type AuditPoolOptions } from './audit-pool.js';
 import { calibrationStage, DEFAULT_CALIBRATION_DATA, resolveCalibration, type CalibrationOptions } from './calibrate.js';
 import { runTasks } from './operators.js';
 import { isWorkerCrash } from './runner.js';
@@ -470,11 +470,7 @@ async function benchOnPool(pool: AuditPool, calibration: Calibration, calibratio
     elapsed_s: (performance.now() - t0) / 1000,
     provenance: {
       ...o.provenance,
-      backend: pool.ready.backend.backend,
-      engine: pool.engine,
-      simd: pool.ready.backend.simd,
-      mode: pool.runner.mode,
-      workers: pool.runner.threads,
+      ...poolRun(pool),
       batch,
       seed,
       models: pool.digests,

@@ -20,6 +20,7 @@ import {
   type AuditTaskResult,
   type AuditTestHooks,
 } from '../workers/audit-task.js';
+import { enginesOf } from '../workers/protocol.js';
 import { modelDigest } from './checkpoint.js';
 import { mainThread, workerPool, type TaskKind, type TaskRunner } from './runner.js';
 
@@ -87,6 +88,11 @@ export interface AuditPool {
   close(): Promise<void>;
 }
 
+/** Where an audit pool computes, as the audit's records and provenance state it. */
+export function poolRun(pool: AuditPool): { backend: string; engine: string; simd: boolean; mode: 'pool' | 'main-thread'; workers: number } {
+  return { backend: pool.ready.backend.backend, engine: pool.engine, simd: pool.ready.backend.simd, mode: pool.runner.mode, workers: pool.runner.threads };
+}
+
 function positiveInt(name: string, value: number | undefined, fallback: number): number {
   const v = value ?? fallback;
   if (!(Number.isSafeInteger(v) && v > 0)) throw Errors.badArgument(`${name} must be a positive integer, got ${String(value)}`);
@@ -136,7 +142,7 @@ export async function openAuditPool(options: AuditPoolOptions = {}, extraModels:
       shape: [...shape],
       dim: shape[0] * shape[1] * shape[2],
       classes: Math.min(...planModelsInfo.map((m) => m.numClasses)),
-      engine: [...new Set(ready.models.map((m) => m.engine))].join('+'),
+      engine: enginesOf(ready.models),
       close: () => runner.close(),
     };
   } catch (e) {

@@ -9,7 +9,7 @@ import { checkRecord } from '../src/data/index.js';
 import { verdict, type Calibration, type DetectorPlan, type Evidence } from '../src/detect/index.js';
 import { Errors } from '../src/errors.js';
 import type { AuditTaskResult } from '../workers/audit-task.js';
-import { openAuditPool, type AuditPool, type AuditPoolOptions } from './audit-pool.js';
+import { openAuditPool, poolRun, type AuditPool, type AuditPoolOptions } from './audit-pool.js';
 import { resolveCalibration, type CalibrationOptions } from './calibrate.js';
 import { isWorkerCrash } from './runner.js';
 
@@ -138,11 +138,7 @@ export async function auditorOnPool(pool: AuditPool, options: AuditorOptions = {
   });
   const all = { ...calibration.detectors, ...(calibration.combined ? { combined: calibration.combined } : {}) };
   const info: AuditInfo = {
-    backend: pool.ready.backend.backend,
-    engine: pool.engine,
-    simd: pool.ready.backend.simd,
-    mode: pool.runner.mode,
-    workers: pool.runner.threads,
+    ...poolRun(pool),
     batch,
     fpr: calibration.fpr,
     detectors: pool.plan.detectors.map((d) => d.id),

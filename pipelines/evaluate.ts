@@ -43,6 +43,7 @@ import {
   type ThroughputSummary,
 } from '../src/stats/index.js';
 import { batchSeed, type EvalReady, type EvalSetup, type EvalTask, type EvalTaskResult, type EvalTestHooks } from '../workers/eval-task.js';
+import { enginesOf } from '../workers/protocol.js';
 import {
   configDifferences,
   configHash,
@@ -414,9 +415,9 @@ async function plan(source: EvalSource, o: EvaluateOptions): Promise<Plan> {
   };
 }
 
-/** The distinct engines of the models, `+`-joined; empty before the workers are ready (a resumed, finished run). */
+/** The distinct engines of the models; empty before the workers are ready (a resumed, finished run). */
 function engineOf(ready: EvalReady | undefined): string {
-  return [...new Set((ready?.models ?? []).map((m) => m.engine))].join('+');
+  return enginesOf(ready?.models ?? []);
 }
 
 function modelInfo(p: Plan, ready: EvalReady | undefined): EvalModelInfo[] {

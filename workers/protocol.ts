@@ -83,6 +83,11 @@ export interface ReadyModel {
   gradientEngine: string;
 }
 
+/** The distinct engines of a runtime's models, `+`-joined (`onnx-cpu`, `onnx-cpu+tfjs-wasm`), as records name them. */
+export function enginesOf(models: readonly Pick<ReadyModel, 'engine'>[]): string {
+  return [...new Set(models.map((m) => m.engine))].join('+');
+}
+
 export interface TaskResultHeader {
   ok: true;
   index: number;

@@ -87,6 +87,39 @@ function denseLayer(g: GraphBuilder, h: string, w: PlainWeight, b: PlainWeight |
   return { out, back: (d: string) => g.op('Gemm', [d, W], { transB: 1 }) };
 }
 
+/** A hidden layer's activation: its output, and how it carries a gradient back to its input. */
+interface Activation {
+  out: string;
+  back(d: string): string;
+}
+
+/** Dense layers `l0 … l{n−1}` with `activate` between them (none after the last), and their backward pass. */
+function denseStack(g: GraphBuilder, x: string, w: PlainWeights, layers: number, where: string, activate: (z: string, i: number) => Activation): Net {
+  const backs: ((d: string) => string)[] = [];
+  const acts: Activation[] = [];
+  let h = x;
+  for (let i = 0; i < layers; i++) {
+    const layer = denseLayer(g, h, weight(w, `l${i}/w`, where), w[`l${i}/b`], `l${i}`);
+    backs.push(layer.back);
+    if (i + 1 < layers) {
+      const a = activate(layer.out, i);
+      acts.push(a);
+      h = a.out;
+    } else h = layer.out;
+  }
+  return {
+    scores: h,
+    backward(dscores) {
+      let d = dscores;
+      for (let i = layers - 1; i >= 0; i--) {
+        d = backs[i]!(d);
+        if (i > 0) d = acts[i - 1]!.back(d);
+      }
+      return d;
+    },
+  };
+}
+
 /** Dense stacks: softmax regression, the ReLU/tanh MLP, the isometric tanh MLP. */
 function stackExport(config: Record<string, unknown>, w: PlainWeights, where: string, modelHead: Head | undefined): FamilyExport {
   const hidden = (config.hidden as number[] | undefined) ?? [];
@@ -98,38 +131,18 @@ function stackExport(config: Record<string, unknown>, w: PlainWeights, where: st
     inputDim: first.shape[0]!,
     numClasses: last.shape[1]!,
     modelHead,
-    net(g, x) {
-      const backs: ((d: string) => string)[] = [];
-      const acts: { z: string; h: string }[] = [];
-      let h = x;
-      for (let i = 0; i < layers; i++) {
-        const layer = denseLayer(g, h, weight(w, `l${i}/w`, where), w[`l${i}/b`], `l${i}`);
-        backs.push(layer.back);
-        if (i + 1 < layers) {
-          const a = g.op(activation === 'relu' ? 'Relu' : 'Tanh', [layer.out]);
-          acts.push({ z: layer.out, h: a });
-          h = a;
-        } else h = layer.out;
-      }
-      return {
-        scores: h,
-        backward(dscores) {
-          let d = dscores;
-          for (let i = layers - 1; i >= 0; i--) {
-            d = backs[i]!(d);
-            if (i > 0) {
-              const { z, h: a } = acts[i - 1]!;
-              // tfjs: relu' = step(z) (0 at 0); tanh' = 1 − tanh².
-              d =
-                activation === 'relu'
-                  ? g.op('Mul', [d, g.op('Cast', [g.op('Greater', [z, g.scalar(0)])], { to: 1 })])
-                  : g.op('Mul', [d, g.op('Sub', [g.scalar(1), g.op('Mul', [a, a])])]);
-            }
-          }
-          return d;
-        },
-      };
-    },
+    net: (g, x) =>
+      denseStack(g, x, w, layers, where, (z) => {
+        const a = g.op(activation === 'relu' ? 'Relu' : 'Tanh', [z]);
+        return {
+          out: a,
+          // tfjs: relu' = step(z) (0 at 0); tanh' = 1 − tanh².
+          back: (d) =>
+            activation === 'relu'
+              ? g.op('Mul', [d, g.op('Cast', [g.op('Greater', [z, g.scalar(0)])], { to: 1 })])
+              : g.op('Mul', [d, g.op('Sub', [g.scalar(1), g.op('Mul', [a, a])])]),
+        };
+      }),
   };
 }
 
@@ -142,37 +155,20 @@ function maxoutExport(config: Record<string, unknown>, w: PlainWeights, where: s
     inputDim: weight(w, 'l0/w', where).shape[0]!,
     numClasses: weight(w, `l${layers - 1}/w`, where).shape[1]!,
     modelHead: plainCrossEntropy,
-    net(g, x) {
-      const backs: ((d: string) => string)[] = [];
-      const pools: { z3: string; max: string; units: number }[] = [];
-      let h = x;
-      for (let i = 0; i < layers; i++) {
-        const layer = denseLayer(g, h, weight(w, `l${i}/w`, where), w[`l${i}/b`], `l${i}`);
-        backs.push(layer.back);
-        if (i + 1 < layers) {
-          const z3 = g.op('Reshape', [layer.out, g.ints([0, units[i]!, pieces])]);
-          const max = g.op('ReduceMax', [z3], { axes: [2], keepdims: 1 });
-          pools.push({ z3, max, units: units[i]! });
-          h = g.op('Reshape', [max, g.ints([0, units[i]!])]);
-        } else h = layer.out;
-      }
-      return {
-        scores: h,
-        backward(dscores) {
-          let d = dscores;
-          for (let i = layers - 1; i >= 0; i--) {
-            d = backs[i]!(d);
-            if (i > 0) {
-              const { z3, max, units: u } = pools[i - 1]!;
-              const mask = g.op('Cast', [g.op('Equal', [z3, max])], { to: 1 });
-              const spread = g.op('Mul', [mask, g.op('Reshape', [d, g.ints([0, u, 1])])]);
-              d = g.op('Reshape', [spread, g.ints([0, u * pieces])]);
-            }
-          }
-          return d;
-        },
-      };
-    },
+    net: (g, x) =>
+      denseStack(g, x, w, layers, where, (z, i) => {
+        const u = units[i]!;
+        const z3 = g.op('Reshape', [z, g.ints([0, u, pieces])]);
+        const max = g.op('ReduceMax', [z3], { axes: [2], keepdims: 1 });
+        return {
+          out: g.op('Reshape', [max, g.ints([0, u])]),
+          back: (d) => {
+            const mask = g.op('Cast', [g.op('Equal', [z3, max])], { to: 1 });
+            const spread = g.op('Mul', [mask, g.op('Reshape', [d, g.ints([0, u, 1])])]);
+            return g.op('Reshape', [spread, g.ints([0, u * pieces])]);
+          },
+        };
+      }),
   };
 }
 
