@@ -29,8 +29,8 @@ interface Run {
   stderr: string;
 }
 
-/** Runs the CLI; with `signal`, sends it once `afterStats` stats lines are out. */
-function evalCli(args: string[], signal?: NodeJS.Signals, afterStats = 1): Promise<Run> {
+/** Runs the CLI; with `signal`, sends it once `afterStats` stats lines are out and `ready()` holds. */
+function evalCli(args: string[], signal?: NodeJS.Signals, afterStats = 1, ready: () => boolean = () => true): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [MAIN, 'eval', ...args], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: Record<string, unknown>[] = [];
@@ -46,7 +46,7 @@ function evalCli(args: string[], signal?: NodeJS.Signals, afterStats = 1): Promi
         stdout = stdout.slice(nl + 1);
         lines.push(line);
         if (line.type === 'stats') stats++;
-        if (signal && !sent && stats >= afterStats) {
+        if (signal && !sent && stats >= afterStats && ready()) {
           sent = true;
           child.kill(signal);
         }
@@ -132,8 +132,8 @@ describe('advstream eval', () => {
     const ckpt = path.join(dir, 'killed.ckpt');
     const samples = path.join(dir, 'killed.ndjson');
     const args = [...common(320, 10), ...PIXELS, '--checkpoint', ckpt, '--samples', samples];
-    // Checkpoints are written after each stats line; by the fourth, some are on disk.
-    const killed = await evalCli(args, 'SIGKILL', 4);
+    // Checkpoints are written after each stats line, asynchronously: kill once one is on disk.
+    const killed = await evalCli(args, 'SIGKILL', 4, () => existsSync(ckpt));
     expect(killed.code).toBe(null);
     expect(killed.lines.some((l) => l.type === 'final')).toBe(false);
     const second = await evalCli(args);
