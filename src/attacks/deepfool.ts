@@ -105,7 +105,7 @@ export class DeepFool extends MinimizationAttack {
           let stepTotal = tf.zerosLike(xa) as Tensor2D;
           options.forEach((o, j) => {
             const scale = tf.div(tf.add(tf.abs(o.value), 1e-4), tf.add(o.size, 1e-8)).reshape([-1, 1]);
-            const direction = linf ? tf.sign(o.grad) : tf.div(o.grad, tf.add(o.size.reshape([-1, 1]), 1e-8));
+            const direction = linf ? Linf.direction(o.grad) : tf.div(o.grad, tf.add(o.size.reshape([-1, 1]), 1e-8));
             stepTotal = tf.add(stepTotal, tf.mul(pick(j), tf.mul(scale, direction))) as Tensor2D;
           });
           const moved = tf.add(tf.gather(total, index), stepTotal) as Tensor2D;

@@ -2,7 +2,7 @@
  * Distances between a clean batch and a perturbed one, each with its projection onto the ε ball.
  * Small values separate from the attacks (Foolbox 3); ε is per sample, shape `[B, 1]`.
  */
-import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
+import { exactSign, tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
 
 export type DistanceName = 'l0' | 'l2' | 'linf';
 
@@ -47,8 +47,9 @@ export const Linf: NormDistance = {
       const e = tf.mul(eps, tf.onesLike(x));
       return tf.add(x0, tf.minimum(tf.maximum(tf.sub(x, x0), tf.neg(e)), e)) as Tensor2D;
     }),
-  // sign(0) = 0 (seeds-spec 2.1): a pixel with no gradient is left alone.
-  direction: (g) => tf.sign(g) as Tensor2D,
+  // sign(0) = 0 (seeds-spec 2.1): a pixel with no gradient is left alone. Not tf.sign: on WASM it
+  // is 0 below 1.19e-7, which stalls attacks on models with small gradients (see backend/exact.ts).
+  direction: (g) => exactSign(g),
 };
 
 /** L0 counts changed pixels; its ε ball keeps the `floor(ε)` largest changes of each row. */

@@ -9,6 +9,7 @@ import { isMainThread } from 'node:worker_threads';
 import { Errors } from '../errors.js';
 
 export { tf };
+export { exactSign, maxPoolFirstMax } from './exact.js';
 export type Tensor = tf.Tensor;
 export type Tensor1D = tf.Tensor1D;
 export type Tensor2D = tf.Tensor2D;

@@ -253,8 +253,9 @@ function convFilter(w: PlainWeight): PlainWeight {
 
 /**
  * The input gradient of a 2×2, stride-2 max-pool of `act` `[B, C, side, side]` (NCHW) given the
- * output gradient `d` `[B, C, ⌊side/2⌋, ⌊side/2⌋]`: each window's gradient goes to its last maximum
- * in row-major order (tfjs's choice); a row and column the pool dropped (odd sides) get zero.
+ * output gradient `d` `[B, C, ⌊side/2⌋, ⌊side/2⌋]`: each window's gradient goes to its first maximum
+ * in row-major order (the rule of PyTorch, ONNX Runtime's MaxPool indices and advstream's tfjs
+ * max-pool, `maxPoolFirstMax`); a row and column the pool dropped (odd sides) get zero.
  */
 function maxPoolBackward(g: GraphBuilder, act: string, d: string, side: number, channels: number): string {
   const half = Math.floor(side / 2);
@@ -266,9 +267,10 @@ function maxPoolBackward(g: GraphBuilder, act: string, d: string, side: number, 
     g.ints([-1, channels, half, half, 4]),
   ]);
   const isMax = g.op('Cast', [g.op('Equal', [windows, g.op('ReduceMax', [windows], { axes: [4], keepdims: 1 })])], { to: 1 });
-  const ranked = g.op('Mul', [isMax, g.weight('window_rank', [4], Float32Array.from([1, 2, 3, 4]))]);
-  const last = g.op('Cast', [g.op('Equal', [ranked, g.op('ReduceMax', [ranked], { axes: [4], keepdims: 1 })])], { to: 1 });
-  const spread = g.op('Mul', [last, g.op('Unsqueeze', [d, g.ints([4])])]);
+  // Earlier positions rank higher, so the greatest rank among the maxima is the first maximum.
+  const ranked = g.op('Mul', [isMax, g.weight('window_rank', [4], Float32Array.from([4, 3, 2, 1]))]);
+  const first = g.op('Cast', [g.op('Equal', [ranked, g.op('ReduceMax', [ranked], { axes: [4], keepdims: 1 })])], { to: 1 });
+  const spread = g.op('Mul', [first, g.op('Unsqueeze', [d, g.ints([4])])]);
   const back = g.op('Reshape', [
     g.op('Transpose', [g.op('Reshape', [spread, g.ints([-1, channels, half, half, 2, 2])])], { perm: [0, 1, 2, 4, 3, 5] }),
     g.ints([-1, channels, even, even]),
@@ -282,11 +284,11 @@ function maxPoolBackward(g: GraphBuilder, act: string, d: string, side: number, 
  * with `predict: 'nearest'`). tfjs works in NHWC; here the graph is NCHW, the layout ONNX's Conv
  * takes, so the first dense layer's rows are permuted from (h, w, c) to (c, h, w) order at export,
  * instead of a Transpose in every run. Backward: a convolution's input gradient is the
- * ConvTranspose of the same filter; a max-pool's goes to one position per window, the LAST maximum
- * in row-major order, because that is the one tfjs's MaxPoolGrad picks. Ties are common on MNIST
- * (saturated strokes give equal convolutions over whole windows: about a third of the positive
- * windows of the first layer), and ONNX Runtime's MaxPool `Indices` name the first maximum, so the
- * position is chosen explicitly: windows as a last axis of 4, an equality mask, its last one.
+ * ConvTranspose of the same filter; a max-pool's goes to one position per window, the FIRST maximum
+ * in row-major order, the rule of PyTorch and of advstream's tfjs max-pool on every backend. Ties
+ * are common on MNIST (saturated strokes give equal convolutions over whole windows: about a third
+ * of the positive windows of the first layer), so the position is chosen explicitly: windows as a
+ * last axis of 4, an equality mask, its first one.
  */
 function drpExport(config: Record<string, unknown>, w: PlainWeights, where: string): FamilyExport {
   const [height, width, channels] = (config.inputShape as [number, number, number] | undefined) ?? [28, 28, 1];

@@ -8,7 +8,7 @@
  * LeNet (conv3×3·32 → pool → conv3×3·64 → pool → fc200 → fc d), its convolutions written as im2col
  * matmuls so that they train on WASM, which lacks Conv2DBackpropFilter.
  */
-import { tf, type NamedTensorMap, type Tensor, type Tensor1D, type Tensor2D, type Tensor4D } from '../../backend/index.js';
+import { maxPoolFirstMax, tf, type NamedTensorMap, type Tensor, type Tensor1D, type Tensor2D, type Tensor4D } from '../../backend/index.js';
 import type { LossName, PrototypeClassifier } from '../classifier.js';
 import { crossEntropy, dense, freezeDense, type DenseWeights } from '../ops.js';
 import type { Family, FamilyConfig } from '../family.js';
@@ -157,7 +157,7 @@ function backboneOf(weights: NamedTensorMap, freeze: boolean): Backbone {
 /** The embedding f(x) `[B, d]`. */
 function embed(c: DrpConfig, net: Backbone, x: Tensor2D): Tensor2D {
   let h = tf.reshape(x, [x.shape[0], ...c.inputShape]) as Tensor4D;
-  for (const layer of net.conv) h = tf.maxPool(tf.relu(conv3x3(h, layer)), 2, 2, 'valid');
+  for (const layer of net.conv) h = maxPoolFirstMax(tf.relu(conv3x3(h, layer)) as Tensor4D, 2);
   const flat = tf.reshape(h, [x.shape[0], -1]) as Tensor2D;
   return dense(tf.relu(dense(flat, net.fc[0])) as Tensor2D, net.fc[1]);
 }

@@ -5,7 +5,7 @@
  * to 0.7. With `adv-eps` > 0 it trains on the FGSM objective α·J(x) + (1−α)·J(x + ε·sign ∇x J),
  * with fresh perturbations from the current model (dropout off) every minibatch.
  */
-import { tf, type NamedTensorMap, type Tensor1D, type Tensor2D, type Variable } from '../../backend/index.js';
+import { exactSign, tf, type NamedTensorMap, type Tensor1D, type Tensor2D, type Variable } from '../../backend/index.js';
 import type { Classifier, LossName } from '../classifier.js';
 import { crossEntropy, dense, freezeDense, maxout, type DenseWeights } from '../ops.js';
 import type { Family, FamilyConfig } from '../family.js';
@@ -74,7 +74,7 @@ function classifier(id: string, c: MaxoutConfig, layers: DenseWeights[], owned: 
 function fgsmAgainst(c: MaxoutConfig, layers: DenseWeights[], x: Tensor2D, labels: Tensor1D): Tensor2D {
   const frozen = layers.map((l) => ({ ...l, wT: tf.transpose(l.w) }));
   const g = tf.grad((input) => tf.sum(crossEntropy(forward(c, frozen, input as Tensor2D), labels)))(x);
-  return tf.add(x, tf.mul(c.advEps, tf.sign(g))) as Tensor2D;
+  return tf.add(x, tf.mul(c.advEps, exactSign(g))) as Tensor2D;
 }
 
 export const maxoutFamily: Family = {
