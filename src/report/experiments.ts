@@ -509,6 +509,13 @@ const autoattack: Experiment = {
           ? 'No model is flagged: PGD-40 is as strong as AutoAttack on every zoo model at ε = 0.3.'
           : `Flagged for gradient masking: ${flagged.map((x) => `${x.name} (PGD-40 ${percent(x.pgd.value)}, AutoAttack ${percent(x.aa.value)})`).join(', ')}. ` +
             'Their PGD-40 figures, and the white-box PGD results of the sections above for these models, overstate their robustness.',
+        'An earlier version of this document (commit 4549baf) flagged dam-n20 (PGD-40 10.0%) and dam-n30 (47.6%) against ' +
+          'AutoAttack\'s 0.0%. The gap came from the attack, not the models: tfjs-backend-wasm\'s `Sign` kernel returns 0 for ' +
+          '|g| < 1.19e-7, and as PGD drives a high-n DAM\'s scores towards 0 its input gradients fall to 1e-8…1e-9, so more ' +
+          'and more pixels stopped moving. The L∞ direction is now an exact sign on every backend. ' +
+          (dams.some((x) => x.flagged)
+            ? `With it, ${dams.filter((x) => x.flagged).map((x) => x.name).join(' and ')} remain flagged.`
+            : `With it, PGD-40 gives ${dams.map((x) => `${x.name} ${percent(x.pgd.value)}`).join(' and ')}: no masking is left to flag.`),
       ],
     };
   },
