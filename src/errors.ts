@@ -11,10 +11,12 @@ export type ErrorCode =
   | 'UNKNOWN_BACKEND'
   | 'MISSING_KERNELS'
   | 'BAD_MODEL'
+  | 'MODEL_UNREACHABLE'
   | 'BAD_SPEC'
   | 'ATTACK_UNSUPPORTED'
   | 'WORKER_FAILED'
   | 'CHECKPOINT_MISMATCH'
+  | 'CHECKPOINT_CORRUPT'
   | 'INCOMPLETE_RUN'
   | 'BAD_CALIBRATION'
   | 'CALIBRATION_MISMATCH';
@@ -76,6 +78,9 @@ export const Errors = {
     ),
   badModel: (where: string, reason: string) =>
     new AdvstreamError('BAD_MODEL', `${where}: ${reason}`, { where, reason }),
+  /** A model URL that does not answer (refused, reset, silent past the timeout). */
+  modelUnreachable: (url: string, reason: string) =>
+    new AdvstreamError('MODEL_UNREACHABLE', `${url}: ${reason}`, { url, reason }),
   badSpec: (spec: string, reason: string, valid: readonly string[] = []) =>
     new AdvstreamError(
       'BAD_SPEC',
@@ -94,6 +99,9 @@ export const Errors = {
       `${file} was made by another evaluation (${differences.join('; ')}); delete it or pass another --checkpoint`,
       { file, differences },
     ),
+  /** A checkpoint file that is not one, or whose digest or counts do not hold: resuming it would give wrong results. */
+  checkpointCorrupt: (file: string, reason: string) =>
+    new AdvstreamError('CHECKPOINT_CORRUPT', `checkpoint ${file} is corrupt: ${reason}; delete it to start afresh`, { file, reason }),
   /** A run without its final line (interrupted), where a complete one is required (`report --strict`). */
   incompleteRun: (file: string, statsLine: number) =>
     new AdvstreamError(
