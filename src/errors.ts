@@ -124,3 +124,18 @@ export const Errors = {
 export function isAdvstreamError(e: unknown): e is AdvstreamError {
   return e instanceof AdvstreamError;
 }
+
+/**
+ * The codes of bad usage: the command line (or an API call) asks for something invalid, a flag
+ * value, a spec string or a backend name, found before any input is trusted.
+ */
+const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['BAD_ARGUMENT', 'BAD_SPEC', 'UNKNOWN_BACKEND']);
+
+/**
+ * The CLI's one exit-code rule: 2 for bad usage ({@link USAGE_CODES}), 1 for everything else, bad
+ * input (data, models, checkpoints, calibrations) and failed runs alike. A signal's 130/143 and
+ * commander's own usage errors (2) are set by the CLI itself.
+ */
+export function exitCodeOf(e: unknown): 1 | 2 {
+  return isAdvstreamError(e) && USAGE_CODES.has(e.code) ? 2 : 1;
+}
