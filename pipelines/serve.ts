@@ -122,9 +122,9 @@ async function readBody(req: IncomingMessage, limit: number, timeoutMs: number):
 }
 
 /**
- * Whether `body`'s JSON nests deeper than `max` (outside strings; malformed JSON is JSON.parse's to refuse). Scanned
- * before parsing: the records are re-serialized for the NDJSON parser, and a JSON value nested a
- * few thousand deep overflows the stack there.
+ * Whether `body`'s JSON nests deeper than `max`, counting brackets outside strings (malformed JSON
+ * is JSON.parse's to refuse). Scanned before parsing: the records are re-serialized for the NDJSON
+ * parser, and a JSON value nested a few thousand deep overflows the stack there.
  */
 function tooDeep(body: Buffer, max: number): boolean {
   let depth = 0;
@@ -390,10 +390,7 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
     }
   };
 
-  const server = http.createServer(
-    // requestTimeout backs the body deadline up for bodies no handler reads; Node checks it every second.
-    { headersTimeout: headersTimeoutMs, requestTimeout: headersTimeoutMs + bodyTimeoutMs + 1000, connectionsCheckingInterval: 1000 },
-    (req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const done = route(req, res, path)
       .catch((e: unknown) => {
@@ -417,7 +414,11 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
         handling.delete(done);
       });
     handling.add(done);
-    },
+  };
+  const server = http.createServer(
+    // requestTimeout backs the body deadline up for bodies no handler reads; Node checks it every second.
+    { headersTimeout: headersTimeoutMs, requestTimeout: headersTimeoutMs + bodyTimeoutMs + 1000, connectionsCheckingInterval: 1000 },
+    handle,
   );
   server.maxConnections = maxConnections;
 
