@@ -73,7 +73,10 @@ export interface Auditor {
   /**
    * Verdicts for `records`, in their order: split into batches of `batch`, each run in the pool
    * (retried on another thread if its worker dies). A record that is not a valid image of `shape`
-   * is a BAD_RECORD error naming it.
+   * is a BAD_RECORD error naming it. At most `maxInFlight` batches of all calls together are in the
+   * pool at once; the rest wait here, so the pool's queue stays bounded. When `signal` aborts,
+   * waiting batches are dropped and the promise rejects once the running ones have stopped: until
+   * it settles, the call's work still occupies the pool.
    */
   audit(records: readonly ImageRecord[], signal?: AbortSignal): Promise<AuditVerdict[]>;
   /** Frees the threads; safe to call twice. */
@@ -84,6 +87,47 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
   const v = value ?? fallback;
   if (!(Number.isSafeInteger(v) && v > 0)) throw Errors.badArgument(`${name} must be a positive integer, got ${String(value)}`);
   return v;
+}
+
+/** A signal that never aborts. */
+const NEVER = new AbortController().signal;
+
+/** At most `size` holders at once; the others wait in arrival order, and leave the line when their signal aborts. */
+class Gate {
+  private free: number;
+  private readonly waiting: { enter: () => void; onAbort: () => void }[] = [];
+
+  constructor(size: number) {
+    this.free = size;
+  }
+
+  enter(signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const entry = {
+        enter: () => {
+          signal.removeEventListener('abort', entry.onAbort);
+          resolve();
+        },
+        onAbort: () => {
+          this.waiting.splice(this.waiting.indexOf(entry), 1);
+          reject(signal.reason);
+        },
+      };
+      signal.addEventListener('abort', entry.onAbort, { once: true });
+      this.waiting.push(entry);
+    });
+  }
+
+  leave(): void {
+    const next = this.waiting.shift();
+    if (next) next.enter();
+    else this.free++;
+  }
 }
 
 /** The verdicts of one scored batch. */
@@ -153,16 +197,24 @@ export async function auditorOnPool(pool: AuditPool, options: AuditorOptions = {
     },
   };
   let next = 0;
+  const gate = new Gate(maxInFlight);
   const runBatch = async (records: readonly ImageRecord[], signal: AbortSignal): Promise<AuditVerdict[]> => {
     const pixels = packRecords(records, pool.shape);
     const index = next++;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const result = await pool.runner.run({ kind: 'score', index, attempt, count: records.length, dim: pool.dim, pixels, evidence: true }, signal);
-        return verdictsOf(records, result, calibration, pool.planIds);
-      } catch (e) {
-        if (signal.aborted || !isWorkerCrash(e) || attempt >= retries) throw e;
+    await gate.enter(signal);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        signal.throwIfAborted();
+        try {
+          // No signal to the pool: an abandoned task would keep its thread while the gate let in another.
+          const result = await pool.runner.run({ kind: 'score', index, attempt, count: records.length, dim: pool.dim, pixels, evidence: true }, NEVER);
+          return verdictsOf(records, result, calibration, pool.planIds);
+        } catch (e) {
+          if (signal.aborted || !isWorkerCrash(e) || attempt >= retries) throw e;
+        }
       }
+    } finally {
+      gate.leave();
     }
   };
   return {
@@ -172,10 +224,19 @@ export async function auditorOnPool(pool: AuditPool, options: AuditorOptions = {
     shape: pool.shape,
     batch,
     maxInFlight,
-    async audit(records, signal = new AbortController().signal) {
+    async audit(records, signal = NEVER) {
+      // A failed batch stops the call's other batches, which are not awaited on their own.
+      const stop = new AbortController();
+      const both = AbortSignal.any([signal, stop.signal]);
       const parts: Promise<AuditVerdict[]>[] = [];
-      for (let from = 0; from < records.length; from += batch) parts.push(runBatch(records.slice(from, from + batch), signal));
-      return (await Promise.all(parts)).flat();
+      for (let from = 0; from < records.length; from += batch) {
+        parts.push(runBatch(records.slice(from, from + batch), both).catch((e: unknown) => (stop.abort(e), Promise.reject(e))));
+      }
+      const settled = await Promise.allSettled(parts);
+      signal.throwIfAborted();
+      const failed = settled.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      return settled.flatMap((r) => (r as PromiseFulfilledResult<AuditVerdict[]>).value);
     },
     close: () => pool.close(),
   };

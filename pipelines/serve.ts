@@ -9,18 +9,26 @@
  *   detector, queue depth, request latency.
  *
  * Limits, checked in this order, each before any work is done: a token, when one is set (401); the
- * queue (503 with `Retry-After`, before the body is read: at most `queue` requests are admitted,
- * running or waiting for the pool, so memory stays under `queue × maxBody` plus their decoded
- * pixels); the body size (413, from `Content-Length` or as it streams in); JSON and records (400,
- * with the reason and the record's index). Admitted requests share the one auditor, and so its
- * bounded pool: each request's records run as batches there, in parallel with other requests'.
+ * body, read whole before the request may take a queue slot, within a size (413, from
+ * `Content-Length` or as it streams in) and a deadline (408), so a slow client holds a connection
+ * and at most `maxBody` bytes, never a slot; the queue (503 with `Retry-After`: at most `queue`
+ * requests are admitted, running or waiting for the pool); JSON nesting (400, checked before it is
+ * parsed); the decoded pixels of the request (413, counted from the PNG headers and pixel arrays
+ * before anything is decoded; a PNG must have the models' size to be decoded at all); the records
+ * (400, with the reason and the record's index). Memory stays under `maxConnections × maxBody` for
+ * bodies plus `queue × maxPixels × 4` bytes of decoded pixels. Admitted requests share the one
+ * auditor, and so its bounded pool: each request's records run as batches there, in parallel with
+ * other requests'. A request keeps its slot until its last batch has stopped, also when its client
+ * has gone.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
-import { openSource, type ImageRecord } from '../src/data/index.js';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { formatShape, openSource, type ImageRecord, type Shape } from '../src/data/index.js';
+import { readPngHeader } from '../src/data/png-decode.js';
 import { isAdvstreamError } from '../src/errors.js';
 import { QuantileSketch } from '../src/stats/index.js';
 import type { Auditor, AuditVerdict } from './auditor.js';
@@ -36,14 +44,31 @@ export interface AuditServerOptions {
   queue?: number;
   /** Seconds a 503 asks the client to wait (`Retry-After`); default 1. */
   retryAfter?: number;
+  /** Milliseconds a client has to send its request headers; default 10 000. */
+  headersTimeoutMs?: number;
+  /** Milliseconds a client has to send its whole body once its headers are in; default 10 000. */
+  bodyTimeoutMs?: number;
+  /** Open connections at most (each may hold up to `maxBody` while its body arrives); default 256. */
+  maxConnections?: number;
+  /**
+   * Decoded pixel values (height × width × channels, all records) one request may have; default
+   * 2^22 (16 MiB of float32, so the default queue holds at most 512 MiB of pixels).
+   */
+  maxPixels?: number;
+  /** How deep the request's JSON may nest (the body object counts 1); default 32. */
+  maxDepth?: number;
 }
 
 export interface AuditServer {
   readonly server: http.Server;
   /** Starts listening; port 0 picks a free port. Binds 127.0.0.1 unless told otherwise. */
   listen(port: number, host?: string): Promise<{ host: string; port: number; url: string }>;
-  /** Stops accepting connections and waits for the requests in hand; the auditor stays open. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections and waits for the requests in hand, at most `deadlineMs` (default
+   * 30 000): then their audits are aborted, they are answered 503, and every connection is closed.
+   * The auditor stays open.
+   */
+  close(deadlineMs?: number): Promise<void>;
   /** The Prometheus text of `/metrics`. */
   metrics(): string;
 }
@@ -66,25 +91,92 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
 }
 
-/** Reads a body of at most `limit` bytes; a longer one is a 413 as soon as it is known to be. */
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Reads a body of at most `limit` bytes within `timeoutMs`; a longer one is a 413 as soon as it is
+ * known to be, a slower one a 408 when the time is up.
+ */
+async function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw new Reply(413, 'BODY_TOO_LARGE', `the body is ${declared} bytes; the limit is ${limit}`);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new Reply(413, 'BODY_TOO_LARGE', `the body is over the limit of ${limit} bytes`);
-    chunks.push(chunk);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Reply(408, 'BODY_TIMEOUT', `the body did not arrive within ${timeoutMs} ms`)), timeoutMs);
+  });
+  const read = (async () => {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw new Reply(413, 'BODY_TOO_LARGE', `the body is over the limit of ${limit} bytes`);
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks, size);
+  })();
+  try {
+    return await Promise.race([read, late]);
+  } finally {
+    clearTimeout(timer);
+    // The loser of the race must not surface as an unhandled rejection.
+    read.catch(() => {});
   }
-  return Buffer.concat(chunks, size);
+}
+
+/**
+ * Whether `body`'s JSON nests deeper than `max`, counting brackets outside strings (malformed JSON
+ * is JSON.parse's to refuse). Scanned before parsing: the records are re-serialized for the NDJSON
+ * parser, and a JSON value nested a few thousand deep overflows the stack there.
+ */
+function tooDeep(body: Buffer, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
+}
+
+/**
+ * Pixel values the records will decode to, from each PNG's header (read, not decoded) and each
+ * pixel array's length. A PNG of another size than `shape` is refused here, before pngjs decodes
+ * it: it could only be rejected after decoding, and decoding costs its full size.
+ */
+function countPixels(records: readonly unknown[], shape: Shape): number {
+  let total = 0;
+  records.forEach((r, i) => {
+    if (typeof r !== 'object' || r === null) return;
+    const { png, pixels, id } = r as { png?: unknown; pixels?: unknown; id?: unknown };
+    if (typeof png === 'string') {
+      let header;
+      try {
+        header = readPngHeader(Buffer.from(png, 'base64'));
+      } catch {
+        // The NDJSON parser rejects it with its own reason.
+        return;
+      }
+      const got: Shape = [header.height, header.width, header.channels];
+      if (formatShape(got) !== formatShape(shape)) {
+        const named = typeof id === 'string' || typeof id === 'number' ? ` (id ${id})` : '';
+        throw new Reply(400, 'BAD_RECORD', `records[${i}]${named}: shape ${formatShape(got)} differs from the source's shape ${formatShape(shape)}`);
+      }
+      total += got[0] * got[1] * got[2];
+    } else if (Array.isArray(pixels)) total += pixels.length;
+  });
+  return total;
 }
 
 /**
  * Records from a request's JSON, through the NDJSON kind's parser: each record is one line, so its
  * validation (and the reasons it gives) is exactly `ndjson:`'s. Throws a 400 naming the record.
  */
-async function parseRecords(body: Buffer, auditor: Auditor): Promise<ImageRecord[]> {
+async function parseRecords(body: Buffer, auditor: Auditor, limits: { maxDepth: number; maxPixels: number }): Promise<ImageRecord[]> {
+  if (tooDeep(body, limits.maxDepth)) throw new Reply(400, 'BAD_JSON', `the body nests deeper than ${limits.maxDepth} levels`);
   let json: unknown;
   try {
     json = JSON.parse(body.toString('utf8'));
@@ -96,10 +188,18 @@ async function parseRecords(body: Buffer, auditor: Auditor): Promise<ImageRecord
     throw new Reply(400, 'BAD_REQUEST', 'the body must be a JSON object {"records": [...]}');
   }
   if (records.length === 0) return [];
+  const pixels = countPixels(records, auditor.shape);
+  if (pixels > limits.maxPixels) {
+    throw new Reply(413, 'TOO_MANY_PIXELS', `the records decode to ${pixels} pixel values; a request may have ${limits.maxPixels}`);
+  }
   const text = `${records.map((r) => JSON.stringify(r) ?? 'null').join('\n')}\n`;
   const out: ImageRecord[] = [];
   try {
-    for await (const record of openSource('ndjson:-', { stdin: Readable.from([text]), shape: auditor.shape })) out.push(record);
+    for await (const record of openSource('ndjson:-', { stdin: Readable.from([text]), shape: auditor.shape })) {
+      out.push(record);
+      // PNGs decode on this thread: other connections get a turn between records.
+      if (out.length % 64 === 0) await nextTurn();
+    }
   } catch (e) {
     if (isAdvstreamError(e) && (e.code === 'BAD_RECORD' || e.code === 'BAD_SOURCE')) {
       const line = typeof e.details.line === 'number' ? e.details.line : undefined;
@@ -129,8 +229,14 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
   const maxBody = options.maxBody ?? 1024 * 1024;
   const capacity = options.queue ?? 32;
   const retryAfter = options.retryAfter ?? 1;
-  if (!(Number.isSafeInteger(maxBody) && maxBody > 0)) throw new RangeError(`maxBody must be a positive integer, got ${maxBody}`);
-  if (!(Number.isSafeInteger(capacity) && capacity > 0)) throw new RangeError(`queue must be a positive integer, got ${capacity}`);
+  const headersTimeoutMs = options.headersTimeoutMs ?? 10_000;
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? 10_000;
+  const maxConnections = options.maxConnections ?? 256;
+  const limits = { maxPixels: options.maxPixels ?? 2 ** 22, maxDepth: options.maxDepth ?? 32 };
+  const positive = { maxBody, queue: capacity, headersTimeoutMs, bodyTimeoutMs, maxConnections, ...limits };
+  for (const [name, value] of Object.entries(positive)) {
+    if (!(Number.isSafeInteger(value) && value > 0)) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  }
   const expected = options.token ? digest(options.token) : undefined;
 
   const requests = new Map<string, number>();
@@ -142,6 +248,11 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
   const latency = new QuantileSketch();
   let latencySum = 0;
   const handling = new Set<Promise<void>>();
+  /** The audits running, to abort when a shutdown's deadline passes. */
+  const running = new Set<AbortController>();
+  /** The requests whose bodies are still arriving, to cut off then. */
+  const reading = new Set<IncomingMessage>();
+  let closing = false;
 
   const count = (path: string, status: number) => {
     const key = `${KNOWN_PATHS.has(path) ? path : 'other'}\u0000${status}`;
@@ -200,24 +311,32 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
     send(res, status, JSON.stringify(value), { 'content-type': 'application/json', ...headers });
 
   const auditRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const t0 = performance.now();
+    if (closing) throw new Reply(503, 'SHUTTING_DOWN', 'the service is shutting down', { connection: 'close' });
+    reading.add(req);
+    let body: Buffer;
+    try {
+      body = await readBody(req, maxBody, bodyTimeoutMs);
+    } finally {
+      reading.delete(req);
+    }
+    if (closing) throw new Reply(503, 'SHUTTING_DOWN', 'the service is shutting down', { connection: 'close' });
     if (depth >= capacity) {
-      // Unread: the body is drained, not kept, and the connection closes after the answer.
-      req.resume();
       throw new Reply(503, 'QUEUE_FULL', `the audit queue is full (${capacity} requests); retry later`, {
         'retry-after': String(retryAfter),
         connection: 'close',
       });
     }
     depth++;
-    const t0 = performance.now();
     const controller = new AbortController();
+    running.add(controller);
     const onClose = () => {
       if (!res.writableFinished) controller.abort(new Error('the client went away'));
     };
     res.on('close', onClose);
     try {
-      const body = await readBody(req, maxBody);
-      const records = await parseRecords(body, auditor);
+      const records = await parseRecords(body, auditor, limits);
+      controller.signal.throwIfAborted();
       const verdicts: AuditVerdict[] = await auditor.audit(records, controller.signal);
       audited += verdicts.length;
       for (const v of verdicts) {
@@ -229,8 +348,12 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
       const seconds = (performance.now() - t0) / 1000;
       latency.add(seconds);
       latencySum += seconds;
+    } catch (e) {
+      if (controller.signal.aborted && closing) throw new Reply(503, 'SHUTTING_DOWN', 'the service shut down before the audit finished', { connection: 'close' });
+      throw e;
     } finally {
       depth--;
+      running.delete(controller);
       res.off('close', onClose);
     }
   };
@@ -267,14 +390,18 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
     }
   };
 
-  const server = http.createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const done = route(req, res, path)
       .catch((e: unknown) => {
         if (e instanceof Reply) {
           // A request answered before its body was read closes its connection: the rest is not waited for.
-          if (e.status === 413 || e.status === 401) e.headers.connection ??= 'close';
-          if (!req.complete) req.resume();
+          if (e.status === 413 || e.status === 401 || e.status === 408) e.headers.connection ??= 'close';
+          if (!req.complete) {
+            req.resume();
+            // A client past its body deadline is not waited for to finish sending.
+            if (e.status === 408) res.once('finish', () => req.socket.destroy());
+          }
           sendJson(res, e.status, { error: { code: e.code, message: e.message } }, e.headers);
         } else if (!res.headersSent && !res.destroyed) {
           const message = isAdvstreamError(e) ? `${e.code}: ${e.message}` : (e as Error)?.message ?? String(e);
@@ -287,7 +414,13 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
         handling.delete(done);
       });
     handling.add(done);
-  });
+  };
+  const server = http.createServer(
+    // requestTimeout backs the body deadline up for bodies no handler reads; Node checks it every second.
+    { headersTimeout: headersTimeoutMs, requestTimeout: headersTimeoutMs + bodyTimeoutMs + 1000, connectionsCheckingInterval: 1000 },
+    handle,
+  );
+  server.maxConnections = maxConnections;
 
   return {
     server,
@@ -301,10 +434,21 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
           resolve({ host: address.address, port: address.port, url: `http://${shown}:${address.port}` });
         });
       }),
-    close: async () => {
+    close: async (deadlineMs = 30_000) => {
+      closing = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await Promise.allSettled([...handling]);
       server.closeIdleConnections();
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), deadlineMs)));
+      const settled = Promise.allSettled([...handling]);
+      if ((await Promise.race([settled, deadline])) === 'late') {
+        for (const controller of running) controller.abort(new Error('the service is shutting down'));
+        // Aborted audits are answered once their running batch ends; bodies still arriving are not waited for.
+        for (const req of reading) req.socket.destroy();
+      }
+      clearTimeout(timer);
+      await settled;
+      server.closeAllConnections();
       await closed;
     },
     metrics,

@@ -2,7 +2,7 @@
  * Where evaluation events go besides the Observable: a per-image samples file that a checkpoint can
  * resume exactly, and a webhook. Both run in the main thread.
  */
-import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { Errors } from '../src/errors.js';
 
 /**
@@ -19,9 +19,15 @@ export class SamplesFile {
     this.size = size;
   }
 
-  /** Creates (or empties) `file`; with `resumeAt`, keeps its first `resumeAt` bytes and appends after them. */
+  /**
+   * Creates (or empties) `file`; with `resumeAt`, keeps its first `resumeAt` bytes and appends after
+   * them. `resumeAt` must end a line of the file: a cut inside one would splice two records.
+   */
   static open(file: string, resumeAt?: number): SamplesFile {
     if (resumeAt === undefined) return new SamplesFile(openSync(file, 'w'), 0);
+    if (!(Number.isSafeInteger(resumeAt) && resumeAt >= 0)) {
+      throw Errors.badArgument(`cannot resume samples file ${file} at ${String(resumeAt)}: not a byte count`);
+    }
     let fd: number;
     try {
       fd = openSync(file, 'r+');
@@ -32,6 +38,11 @@ export class SamplesFile {
     if (have < resumeAt) {
       closeSync(fd);
       throw Errors.badArgument(`samples file ${file} holds ${have} bytes, fewer than the ${resumeAt} its checkpoint recorded`);
+    }
+    const last = Buffer.alloc(1);
+    if (resumeAt > 0 && (readSync(fd, last, 0, 1, resumeAt - 1) !== 1 || last[0] !== 0x0a)) {
+      closeSync(fd);
+      throw Errors.badArgument(`samples file ${file} has no line end at byte ${resumeAt}, where its checkpoint says its lines end`);
     }
     ftruncateSync(fd, resumeAt);
     return new SamplesFile(fd, resumeAt);

@@ -11,10 +11,12 @@ export type ErrorCode =
   | 'UNKNOWN_BACKEND'
   | 'MISSING_KERNELS'
   | 'BAD_MODEL'
+  | 'MODEL_UNREACHABLE'
   | 'BAD_SPEC'
   | 'ATTACK_UNSUPPORTED'
   | 'WORKER_FAILED'
   | 'CHECKPOINT_MISMATCH'
+  | 'CHECKPOINT_CORRUPT'
   | 'INCOMPLETE_RUN'
   | 'BAD_CALIBRATION'
   | 'CALIBRATION_MISMATCH';
@@ -76,6 +78,9 @@ export const Errors = {
     ),
   badModel: (where: string, reason: string) =>
     new AdvstreamError('BAD_MODEL', `${where}: ${reason}`, { where, reason }),
+  /** A model URL that does not answer (refused, reset, silent past the timeout). */
+  modelUnreachable: (url: string, reason: string) =>
+    new AdvstreamError('MODEL_UNREACHABLE', `${url}: ${reason}`, { url, reason }),
   badSpec: (spec: string, reason: string, valid: readonly string[] = []) =>
     new AdvstreamError(
       'BAD_SPEC',
@@ -94,6 +99,9 @@ export const Errors = {
       `${file} was made by another evaluation (${differences.join('; ')}); delete it or pass another --checkpoint`,
       { file, differences },
     ),
+  /** A checkpoint file that is not one, or whose digest or counts do not hold: resuming it would give wrong results. */
+  checkpointCorrupt: (file: string, reason: string) =>
+    new AdvstreamError('CHECKPOINT_CORRUPT', `checkpoint ${file} is corrupt: ${reason}; delete it to start afresh`, { file, reason }),
   /** A run without its final line (interrupted), where a complete one is required (`report --strict`). */
   incompleteRun: (file: string, statsLine: number) =>
     new AdvstreamError(
@@ -115,4 +123,19 @@ export const Errors = {
 
 export function isAdvstreamError(e: unknown): e is AdvstreamError {
   return e instanceof AdvstreamError;
+}
+
+/**
+ * The codes of bad usage: the command line (or an API call) asks for something invalid, a flag
+ * value, a spec string or a backend name, found before any input is trusted.
+ */
+const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['BAD_ARGUMENT', 'BAD_SPEC', 'UNKNOWN_BACKEND']);
+
+/**
+ * The CLI's one exit-code rule: 2 for bad usage ({@link USAGE_CODES}), 1 for everything else, bad
+ * input (data, models, checkpoints, calibrations) and failed runs alike. A signal's 130/143 and
+ * commander's own usage errors (2) are set by the CLI itself.
+ */
+export function exitCodeOf(e: unknown): 1 | 2 {
+  return isAdvstreamError(e) && USAGE_CODES.has(e.code) ? 2 : 1;
 }

@@ -5,6 +5,7 @@
  * folder, a `zoo:NAME` or an http(s) URL into a plain {@link ModelArtifact} of bytes and JSON, which
  * crosses threads; {@link buildClassifier} (any thread) turns it into a {@link Classifier}.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
@@ -26,16 +27,20 @@ const weightSpec = z.object({
 });
 const weightsManifest = z.array(z.object({ paths: z.array(z.string().min(1)).min(1), weights: z.array(weightSpec) })).min(1);
 
+/** SHA-256 (hex) of the weight files concatenated in manifest order; when declared, loading checks it. */
+const weightsSha256 = z.string().regex(/^[0-9a-f]{64}$/, 'weightsSha256 must be 64 lower-case hex digits').optional();
 const advstreamModelJson = z.object({
   format: z.literal('advstream'),
   family: z.string(),
   config: z.record(z.string(), z.unknown()),
   weightsManifest,
+  weightsSha256,
 });
 const userModelJson = z.object({
   format: z.string().optional(),
   modelTopology: z.unknown(),
   weightsManifest,
+  weightsSha256,
 });
 /** An ONNX model: `weightData` holds the `.onnx` bytes; the rest is its resolved input spec. */
 const onnxModelJson = z.object({
@@ -129,46 +134,115 @@ function concat(chunks: Uint8Array[]): ArrayBuffer {
 
 interface Reader {
   where: string;
-  read(relative: string): Promise<Uint8Array | undefined>;
+  /** The file's bytes, `undefined` when it does not exist; more than `maxBytes` is an error. */
+  read(relative: string, maxBytes: number): Promise<Uint8Array | undefined>;
 }
+
+/** How model files are fetched from http(s) URLs. */
+export interface LoadOptions {
+  /** Milliseconds one file may take, from request to last byte; default 60 000 (`ADVSTREAM_MODEL_TIMEOUT_MS`). */
+  timeoutMs?: number;
+  /** Follow redirects to another origin (and use what they serve); default false (`ADVSTREAM_MODEL_CROSS_ORIGIN=1`). */
+  allowCrossOrigin?: boolean;
+}
+
+/** The largest model.json (or ONNX sidecar) read; the weights' limit comes from their manifest. */
+const MAX_JSON_BYTES = 16 * 1024 * 1024;
+const MAX_REDIRECTS = 5;
 
 function folderReader(dir: string): Reader {
   const root = path.resolve(dir);
   return {
     where: root,
-    async read(relative) {
+    async read(relative, maxBytes) {
       const file = path.resolve(root, relative);
       if (file !== root && !file.startsWith(root + path.sep)) {
         throw Errors.badModel(root, `weight path '${relative}' escapes the model folder`);
       }
+      let size: number;
       try {
-        return new Uint8Array(await readFile(file));
+        size = (await stat(file)).size;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
         throw e;
       }
+      if (size > maxBytes) throw Errors.badModel(file, `${size} bytes, more than the ${maxBytes} it may have`);
+      return new Uint8Array(await readFile(file));
     },
   };
 }
 
-function urlReader(url: string): Reader {
+/**
+ * The body of `res`, at most `maxBytes` of it: a longer one stops being read as soon as it is, and
+ * `stop` ends the transfer (cancelling the stream could wait on a server that never stops sending).
+ */
+async function cappedBody(res: Response, maxBytes: number, where: string, stop: AbortController): Promise<Uint8Array> {
+  const declared = Number(res.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    stop.abort();
+    throw Errors.badModel(where, `the server sends ${declared} bytes, more than the ${maxBytes} expected`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = res.body?.getReader();
+  for (;;) {
+    const next = reader ? await reader.read() : { done: true as const };
+    if (next.done) break;
+    size += next.value.byteLength;
+    if (size > maxBytes) {
+      stop.abort();
+      throw Errors.badModel(where, `the server sends more than the ${maxBytes} bytes expected`);
+    }
+    chunks.push(next.value);
+  }
+  return new Uint8Array(concat(chunks));
+}
+
+function urlReader(url: string, options: LoadOptions): Reader {
   const base = new URL(url.endsWith('/') ? url : url.replace(/[^/]*$/, ''));
+  const timeoutMs = options.timeoutMs ?? (Number(process.env.ADVSTREAM_MODEL_TIMEOUT_MS) || 60_000);
+  const crossOrigin = options.allowCrossOrigin ?? process.env.ADVSTREAM_MODEL_CROSS_ORIGIN === '1';
   return {
     where: base.href,
-    async read(relative) {
+    async read(relative, maxBytes) {
       const target = new URL(relative, base);
       if (target.origin !== base.origin || !target.pathname.startsWith(base.pathname)) {
         throw Errors.badModel(base.href, `weight path '${relative}' escapes the model folder`);
       }
-      const res = await fetch(target);
-      if (res.status === 404) return undefined;
-      if (!res.ok) throw Errors.badModel(target.href, `HTTP ${res.status}`);
-      return new Uint8Array(await res.arrayBuffer());
+      const late = AbortSignal.timeout(timeoutMs);
+      const stop = new AbortController();
+      const signal = AbortSignal.any([late, stop.signal]);
+      try {
+        let at = target;
+        for (let hops = 0; ; hops++) {
+          const res = await fetch(at, { redirect: 'manual', signal });
+          const location = res.headers.get('location');
+          if (res.status >= 300 && res.status < 400 && location !== null) {
+            const next = new URL(location, at);
+            if (next.origin !== base.origin && !crossOrigin) {
+              throw Errors.badModel(at.href, `redirected to another origin (${next.origin}); set ADVSTREAM_MODEL_CROSS_ORIGIN=1 to allow it`);
+            }
+            if (hops >= MAX_REDIRECTS) throw Errors.badModel(target.href, `more than ${MAX_REDIRECTS} redirects`);
+            at = next;
+            continue;
+          }
+          if (res.status === 404) return undefined;
+          if (!res.ok) throw Errors.badModel(at.href, `HTTP ${res.status}`);
+          return await cappedBody(res, maxBytes, at.href, stop);
+        }
+      } catch (e) {
+        if (late.aborted) throw Errors.modelUnreachable(target.href, `no complete answer within ${timeoutMs} ms`);
+        if (e instanceof TypeError) throw Errors.modelUnreachable(target.href, (e.cause as Error | undefined)?.message ?? e.message);
+        throw e;
+      } finally {
+        // Whatever was not read (a redirect's body, an error page, the rest of an oversized file) is not wanted.
+        stop.abort();
+      }
     },
   };
 }
 
-async function readerFor(ref: string): Promise<{ reader: Reader; modelFile: string }> {
+async function readerFor(ref: string, options: LoadOptions): Promise<{ reader: Reader; modelFile: string }> {
   if (ref.startsWith('zoo:')) {
     const name = ref.slice(4);
     if (!/^[a-z0-9][a-z0-9.-]*$/.test(name)) throw Errors.badModel(ref, 'zoo names are lower-case letters, digits, dots and dashes');
@@ -176,7 +250,7 @@ async function readerFor(ref: string): Promise<{ reader: Reader; modelFile: stri
   }
   if (/^https?:\/\//.test(ref)) {
     const modelFile = ref.endsWith('.json') ? ref.slice(ref.lastIndexOf('/') + 1) : 'model.json';
-    return { reader: urlReader(ref), modelFile };
+    return { reader: urlReader(ref, options), modelFile };
   }
   let dir = ref;
   let modelFile = 'model.json';
@@ -193,34 +267,51 @@ async function readerFor(ref: string): Promise<{ reader: Reader; modelFile: stri
 
 /**
  * Reads a model into plain data, validating everything tfjs would otherwise trip over deep inside:
- * malformed JSON, weight paths that escape the folder, missing files, weights of the wrong size.
+ * malformed JSON, weight paths that escape the folder, missing files, weights of the wrong size or
+ * (when model.json declares `weightsSha256`) the wrong content, an unknown family. No file is read
+ * past the size its manifest declares; a URL must answer within the timeout and may redirect
+ * within its origin only (see {@link LoadOptions}).
  *
  * @example
  *   const artifact = await loadArtifact('zoo:mlp-relu');
  */
-export async function loadArtifact(ref: string): Promise<ModelArtifact> {
+export async function loadArtifact(ref: string, options: LoadOptions = {}): Promise<ModelArtifact> {
   if (ref.toLowerCase().endsWith('.onnx') && !/^https?:\/\//.test(ref)) {
     const { bytes, spec } = await readOnnxFile(ref);
     return { id: ref, modelJson: spec, weightData: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer };
   }
-  const { reader, modelFile } = await readerFor(ref);
-  const jsonBytes = await reader.read(modelFile);
+  const { reader, modelFile } = await readerFor(ref, options);
+  const jsonBytes = await reader.read(modelFile, MAX_JSON_BYTES);
   if (!jsonBytes) throw Errors.badModel(reader.where, `${modelFile} not found`);
   const json = parseJson(new TextDecoder().decode(jsonBytes), tfjsModelJson, `${reader.where}/${modelFile}`);
+  if ('family' in json && json.format === 'advstream') {
+    try {
+      getFamily(json.family);
+    } catch (e) {
+      throw Errors.badModel(`${reader.where}/${modelFile}`, (e as Error).message);
+    }
+  }
+  const expected = expectedBytes(json.weightsManifest);
   const chunks: Uint8Array[] = [];
+  let read = 0;
   for (const group of json.weightsManifest) {
     for (const p of group.paths) {
-      const bytes = await reader.read(p);
+      // A file may hold at most what the manifest's weights still need: more is refused as it streams in.
+      const bytes = await reader.read(p, expected - read);
       if (!bytes) throw Errors.badModel(reader.where, `weight file '${p}' not found`);
       chunks.push(bytes);
+      read += bytes.byteLength;
     }
   }
   const weightData = concat(chunks);
-  const expected = expectedBytes(json.weightsManifest);
   if (weightData.byteLength !== expected) {
     throw Errors.badModel(reader.where, `weight files hold ${weightData.byteLength} bytes but the manifest's weights need ${expected}`);
   }
-  const manifestBytes = await reader.read('manifest.json');
+  if (json.weightsSha256 !== undefined) {
+    const got = createHash('sha256').update(new Uint8Array(weightData)).digest('hex');
+    if (got !== json.weightsSha256) throw Errors.badModel(reader.where, `the weights' SHA-256 is ${got}, not the ${json.weightsSha256} model.json declares`);
+  }
+  const manifestBytes = await reader.read('manifest.json', MAX_JSON_BYTES);
   const manifest = manifestBytes
     ? parseJson(new TextDecoder().decode(manifestBytes), manifestSchema, `${reader.where}/manifest.json`)
     : undefined;

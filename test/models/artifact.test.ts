@@ -75,7 +75,7 @@ describe('model artifacts', () => {
     ['a weight path escaping the folder', () => variant('escape', (j) => ({ ...j, weightsManifest: [{ ...(j.weightsManifest as object[])[0], paths: ['../good/weights.bin'] }] })), /BAD_MODEL: .*escapes the model folder/],
     ['weights of the wrong size', () => variant('short', (j) => j, new Uint8Array(100)), /BAD_MODEL: .*hold 100 bytes but the manifest's weights need/],
     ['a missing weight file', () => variant('missing', (j) => ({ ...j, weightsManifest: [{ ...(j.weightsManifest as object[])[0], paths: ['nope.bin'] }] })), /BAD_MODEL: .*weight file 'nope\.bin' not found/],
-    ['an unknown family', () => variant('family', (j) => ({ ...j, family: 'resnet' })), /BAD_ARGUMENT: unknown model family 'resnet'/],
+    ['an unknown family', () => variant('family', (j) => ({ ...j, family: 'resnet' })), /BAD_MODEL: .*model\.json: unknown model family 'resnet'/],
     ['a manifest entry of the wrong type', () => variant('shape', (j) => ({ ...j, weightsManifest: [{ paths: ['weights.bin'], weights: [{ name: 'x', shape: [-1], dtype: 'float32' }] }] })), /BAD_MODEL: .*weightsManifest/],
   ])('rejects %s with a clear error', async (_label, make, pattern) => {
     const folder = await make();

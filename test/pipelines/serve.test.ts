@@ -7,9 +7,11 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageRecord } from '../../src/data/index.js';
-import { planDetectors, type Calibration } from '../../src/detect/index.js';
+import { openAuditPool } from '../../pipelines/audit-pool.js';
+import { auditorOnPool } from '../../pipelines/auditor.js';
 import { createAuditServer, openAuditor, type Auditor, type AuditServer, type AuditVerdict } from '../../pipelines/index.js';
-import { auditDetectors, auditModels, jsonRecord, mnistRecords } from './audit-helpers.js';
+import { auditDetectors, auditModels, mnistRecords } from './audit-helpers.js';
+import { body, post, standIn } from './serve-helpers.js';
 import { scratchDir } from './helpers.js';
 
 let records: ImageRecord[];
@@ -17,66 +19,6 @@ let records: ImageRecord[];
 beforeAll(async () => {
   records = await mnistRecords((p) => p % 2 === 1, 8);
 });
-
-/** An auditor that flags ids starting with `x`, and waits for `gate` when one is set. */
-function standIn(): { auditor: Auditor; hold(): () => void; seen: string[] } {
-  let gate: Promise<void> | undefined;
-  const seen: string[] = [];
-  const auditor: Auditor = {
-    plan: planDetectors(['feature-squeezing:model=m']),
-    calibration: {} as Calibration,
-    info: {
-      backend: 'stand-in',
-      simd: false,
-      mode: 'main-thread',
-      workers: 1,
-      batch: 4,
-      fpr: 0.01,
-      detectors: ['feature-squeezing:model=m'],
-      combined: null,
-      models: [],
-      calibration: { file: null, reused: true, source: null, n: {}, thresholds: {} },
-    },
-    shape: [28, 28, 1],
-    batch: 4,
-    maxInFlight: 2,
-    audit: async (rs) => {
-      seen.push(...rs.map((r) => r.id));
-      await gate;
-      return rs.map(
-        (r): AuditVerdict => ({
-          id: r.id,
-          flagged: r.id.startsWith('x'),
-          combined: null,
-          scores: { 'feature-squeezing': r.id.startsWith('x') ? 1 : 0 },
-          flags: { 'feature-squeezing': r.id.startsWith('x') },
-          predictions: {},
-          evidence: {},
-        }),
-      );
-    },
-    close: async () => {},
-  };
-  return {
-    auditor,
-    seen,
-    hold() {
-      let open!: () => void;
-      gate = new Promise((resolve) => (open = resolve));
-      return () => {
-        gate = undefined;
-        open();
-      };
-    },
-  };
-}
-
-async function post(url: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
-  const res = await fetch(`${url}/v1/audit`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown>, headers: res.headers };
-}
-
-const body = (rs: readonly ImageRecord[], ids?: string[]) => JSON.stringify({ records: rs.map((r, i) => ({ ...jsonRecord(r), ...(ids ? { id: ids[i] } : {}) })) });
 
 describe('the service limits', () => {
   let service: AuditServer;
@@ -231,6 +173,38 @@ describe('concurrent clients through a real pool', () => {
       expect(service.metrics()).toMatch(/advstream_records_audited_total 60/);
     } finally {
       await service.close();
+    }
+  });
+  it('keeps an abandoned request\'s work bounded: waiting batches never reach the pool, and the call settles only when the running ones have stopped (B5)', async () => {
+    const pool = await openAuditPool({ detectors: auditDetectors(await auditModels()), workers: 1 });
+    let sent = 0;
+    let running = 0;
+    let most = 0;
+    const run = pool.runner.run.bind(pool.runner);
+    pool.runner = {
+      ...pool.runner,
+      run: (task, signal) => {
+        sent++;
+        most = Math.max(most, ++running);
+        return run(task, signal).finally(() => running--);
+      },
+    };
+    try {
+      const counted = await auditorOnPool(pool, { calibration: auditor.calibration, batch: 2, maxInFlight: 2 });
+      const many = Array.from({ length: 40 }, (_, i) => ({ ...records[i % 8]!, id: `r${i}` }));
+      const client = new AbortController();
+      const call = counted.audit(many, client.signal);
+      while (sent === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      client.abort(new Error('the client went away'));
+      await expect(call).rejects.toThrow('the client went away');
+      // Settled only once nothing of it runs; of its 20 batches only the ones admitted before the abort were sent.
+      expect(running).toBe(0);
+      expect(sent).toBeLessThanOrEqual(2);
+      // Many requests at once put at most maxInFlight batches in the pool.
+      await Promise.all(Array.from({ length: 4 }, () => counted.audit(many.slice(0, 8))));
+      expect(most).toBeLessThanOrEqual(2);
+    } finally {
+      await pool.close();
     }
   });
 });

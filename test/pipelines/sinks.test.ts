@@ -37,4 +37,15 @@ describe('SamplesFile', () => {
     expect(() => SamplesFile.open(file, 10)).toThrowError(expect.objectContaining({ code: 'BAD_ARGUMENT' }));
     expect(() => SamplesFile.open(path.join(dir, 'missing.ndjson'), 0)).toThrowError(expect.objectContaining({ code: 'BAD_ARGUMENT' }));
   });
+
+  it('refuses to resume where no line ends: a cut there would splice two records', () => {
+    const file = path.join(dir, 'cut.ndjson');
+    const s = SamplesFile.open(file);
+    s.writeLine({ id: 'a' });
+    s.writeLine({ id: 'b' });
+    s.close();
+    expect(() => SamplesFile.open(file, 5)).toThrowError(/has no line end at byte 5/);
+    expect(() => SamplesFile.open(file, -3)).toThrowError(/not a byte count/);
+    expect(readFileSync(file, 'utf8')).toBe('{"id":"a"}\n{"id":"b"}\n');
+  });
 });

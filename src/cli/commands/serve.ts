@@ -11,6 +11,11 @@ interface ServeFlags extends AuditorFlags {
   token?: string;
   maxBody: string;
   queue: string;
+  headersTimeout: string;
+  bodyTimeout: string;
+  maxPixels: string;
+  maxConnections: string;
+  shutdownTimeout: string;
 }
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
@@ -35,7 +40,12 @@ export function registerServe(program: Command): void {
       .option('--host <host>', 'interface to bind; anything but loopback exposes the service', '127.0.0.1')
       .option('--token <token>', 'require Authorization: Bearer TOKEN on /v1/audit and /metrics (default: $ADVSTREAM_TOKEN)')
       .option('--max-body <size>', 'largest request body (1mb = 1 MiB); larger ones get 413', '1mb')
-      .option('--queue <n>', 'audit requests admitted at once, running or waiting; more get 503 with Retry-After', '32'),
+      .option('--queue <n>', 'audit requests admitted at once, running or waiting; more get 503 with Retry-After', '32')
+      .option('--headers-timeout <ms>', 'time a client has to send its request headers', '10000')
+      .option('--body-timeout <ms>', 'time a client has to send its whole body; slower ones get 408', '10000')
+      .option('--max-pixels <n>', "decoded pixel values (h x w x c, all records) per request; more get 413", String(2 ** 22))
+      .option('--max-connections <n>', 'open connections at most', '256')
+      .option('--shutdown-timeout <ms>', 'on SIGINT/SIGTERM, time the requests in hand get before they are aborted', '30000'),
   )
     .addHelpText('after', sourcesHelp)
     .action(async (flags: ServeFlags) => {
@@ -43,10 +53,17 @@ export function registerServe(program: Command): void {
       if (port > 65535) throw Errors.badArgument(`--port must be at most 65535, got ${port}`);
       const maxBody = parseBytes('--max-body', flags.maxBody);
       const queue = positiveInt('--queue', flags.queue)!;
+      const limits = {
+        headersTimeoutMs: positiveInt('--headers-timeout', flags.headersTimeout)!,
+        bodyTimeoutMs: positiveInt('--body-timeout', flags.bodyTimeout)!,
+        maxPixels: positiveInt('--max-pixels', flags.maxPixels)!,
+        maxConnections: positiveInt('--max-connections', flags.maxConnections)!,
+      };
+      const shutdownMs = positiveInt('--shutdown-timeout', flags.shutdownTimeout)!;
       const token = flags.token ?? process.env.ADVSTREAM_TOKEN;
       if (token !== undefined && token.trim() === '') throw Errors.badArgument('the token is empty');
       const auditor = await openAuditor(auditorOptions(flags));
-      const service = createAuditServer({ auditor, maxBody, queue, ...(token !== undefined ? { token } : {}) });
+      const service = createAuditServer({ auditor, maxBody, queue, ...limits, ...(token !== undefined ? { token } : {}) });
       let address;
       try {
         address = await service.listen(port, flags.host);
@@ -71,7 +88,7 @@ export function registerServe(program: Command): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
-      await service.close();
+      await service.close(shutdownMs);
       await auditor.close();
     });
 }
