@@ -1,5 +1,9 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAttackSpec } from '../../src/attacks/index.js';
+import { attackNames, getAttackEntry, parseAttackSpec } from '../../src/attacks/index.js';
+import { attacksHelp } from '../../src/cli/help.js';
+import { PACKAGE_ROOT } from '../../src/paths.js';
 import { duration, etaText, finalSummaryLines, headerLines, LEGEND, withInterval, type FinalLike } from '../../src/cli/summary.js';
 import { wilson } from '../../src/stats/proportion.js';
 
@@ -88,5 +92,18 @@ describe('the header, the legend and the ETA', () => {
     expect(etaText(0, 1000, 5, now)).toBe('ETA –');
     expect(etaText(10, null, 5, now)).toBe('ETA –');
     expect(duration(3725)).toBe('1h 02m');
+  });
+});
+
+describe('eval --help', () => {
+  it('lists every registered attack with its summary', () => {
+    const text = attacksHelp();
+    for (const name of attackNames()) expect(text).toMatch(new RegExp(`^ {2}${name} +${getAttackEntry(name)!.summary.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+  });
+
+  it('is what the built CLI prints', () => {
+    const help = spawnSync(process.execPath, [path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js'), 'eval', '--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain(attacksHelp());
   });
 });
