@@ -68,12 +68,13 @@ export interface MaskingInput extends EvalSummary {
 
 interface Estimate {
   value: number;
-  ci: readonly [number, number];
+  /** 95% interval; without one, the value stands for both ends. */
+  ci?: readonly [number, number];
 }
 
 /** `a` above `b` by more than the gap, with `a`'s interval wholly above `b`'s. */
 export function wellAbove(a: Estimate, b: Estimate, gap = MASKING_GAP): boolean {
-  return a.value - b.value > gap && a.ci[0] > b.ci[1];
+  return a.value - b.value > gap && (a.ci?.[0] ?? a.value) > (b.ci?.[1] ?? b.value);
 }
 
 const pct = (p: number) => `${(100 * p).toFixed(1)}%`;
