@@ -91,7 +91,7 @@ describe('the transfer matrix', () => {
   });
 
   it('draws its heatmap with one domain on both axes', () => {
-    const spec = transferSpec(FGSM3, transfer[FGSM3], ['zoo:a', ONNX, 'zoo:b']) as { encoding: Record<string, { scale: { domain: string[] } }> };
+    const spec = transferSpec(FGSM3, transfer[FGSM3], ['zoo:a', ONNX, 'zoo:b']) as unknown as { encoding: Record<string, { scale: { domain: string[] } }> };
     expect(spec.encoding.x!.scale.domain).toEqual(['zoo:a', ONNX, 'zoo:b']);
     expect(spec.encoding.y!.scale.domain).toEqual(spec.encoding.x!.scale.domain);
   });
