@@ -343,6 +343,7 @@ export function registerEval(program: Command): void {
           // With --samples, the grids come from that file (it holds the resumed images too), exactly as `advstream report` would read it.
           const report = await buildReport(reportEvents, {
             source: flags.out ?? 'advstream eval',
+            ...(targets.pngDir !== undefined && { pngDir: targets.pngDir }),
             ...(samplePixels > 0 && {
               samples: flags.samples !== undefined ? firstLines(flags.samples, samplePixels) : pixelLines,
               samplesSource: flags.samples ?? 'samples',
