@@ -96,6 +96,8 @@ describe('advstream eval --html', () => {
     expect(final.type).toBe('final');
     expectTablesMatch(final as unknown as RunSummary, (id) => htmlTable(html, id));
     expect(html).toMatch(/<figure class="grid" id="grid-0">[\s\S]*?<img src="data:image\/png;base64,/);
+    // --png-dir wrote the grids as PNG files too: each grid's caption names its file.
+    expect(html).toContain(`Also written as <code>${path.join(files.png, 'grid-')}`);
     // fgsm and pgd at two budgets each (pgd's default step scales with ε), their worst case, and the minimal-ε curve.
     const families = [...html.matchAll(/<caption>Robust accuracy versus ε under ([^<]+)<\/caption>/g)].map((m) => m[1]);
     expect(families).toHaveLength(4);
