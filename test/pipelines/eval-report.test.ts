@@ -116,7 +116,8 @@ describe('advstream eval --html', () => {
       const png = PNG.sync.read(readFileSync(path.join(files.png, name)));
       expect(png.width * png.height, name).toBeGreaterThan(0);
     }
-    const report = await loadReport(files.run, { samples: files.samples });
+    // The same flags as the eval run: `advstream report run --samples s --png-dir DIR`.
+    const report = await loadReport(files.run, { samples: files.samples, pngDir: files.png });
     expect(report.warnings).toEqual([]);
     expect(readFileSync(files.md, 'utf8')).toBe(report.markdown);
     expect(report.pngs.map((p) => p.name).sort()).toEqual(pngs);
