@@ -84,15 +84,19 @@ export function epsSpec(family: string, points: EpsPoint[], options: { logEps?: 
   };
 }
 
-/** The transfer matrix of one attack as a heatmap: error of the target on the source's adversarials. */
-export function transferSpec(attack: string, sources: EvalSummary['transfer'][string]): TopLevelSpec {
+/**
+ * The transfer matrix of one attack as a heatmap: error of the target on the source's adversarials.
+ * Both axes list `order` (default: the models the matrix names, sources first), every model on
+ * both, so the diagonal is the white-box error even where a model has no row of its own.
+ */
+export function transferSpec(attack: string, sources: EvalSummary['transfer'][string], order?: readonly string[]): TopLevelSpec {
   const values = Object.entries(sources).flatMap(([source, targets]) =>
     Object.entries(targets)
       .filter(([, c]) => c.err !== null)
       .map(([target, c]) => ({ source, target, err: c.err, lo: c.ci[0], hi: c.ci[1], n: c.n })),
   );
-  const order = [...new Set(values.flatMap((v) => [v.source, v.target]))];
-  const side = Math.max(1, order.length) * 64;
+  const axes = [...(order ?? new Set([...Object.keys(sources), ...values.map((v) => v.target)]))];
+  const side = Math.max(1, axes.length) * 64;
   return {
     config: CONFIG,
     title: { text: 'Transfer: error of the target', subtitle: attack },
@@ -100,8 +104,8 @@ export function transferSpec(attack: string, sources: EvalSummary['transfer'][st
     height: side,
     data: { values },
     encoding: {
-      x: { field: 'target', type: 'nominal', sort: order, title: 'target model', axis: { labelAngle: -30, labelLimit: 160 } },
-      y: { field: 'source', type: 'nominal', sort: order, title: 'crafted on (source)', axis: { labelLimit: 160 } },
+      x: { field: 'target', type: 'nominal', scale: { domain: axes }, title: 'target model', axis: { labelAngle: -30, labelLimit: 160 } },
+      y: { field: 'source', type: 'nominal', scale: { domain: axes }, title: 'crafted on (source)', axis: { labelLimit: 160 } },
     },
     layer: [
       {

@@ -18,6 +18,7 @@ import {
   type Experiment,
   type RunResults,
 } from './reproduction.js';
+import { MASKING_GAP, wellAbove } from './masking.js';
 import { decimal, percent, type EpsPoint, type Table } from './tables.js';
 
 /** Every model of the shipped zoo, in the order of `fixtures/zoo.json`'s families. */
@@ -453,8 +454,6 @@ const isometric: Experiment = {
 
 const AA = 'autoattack:eps=0.3';
 const PGD40 = 'pgd:eps=0.3,steps=40';
-/** PGD overstates robustness when it beats AutoAttack by more than this, with disjoint intervals. */
-const MASKING_GAP = 0.05;
 
 const autoattack: Experiment = {
   id: 'autoattack',
@@ -474,7 +473,7 @@ const autoattack: Experiment = {
       const m = zoo(name);
       const pgd = r.robust('autoattack', m, PGD40);
       const aa = r.robust('autoattack', m, AA);
-      const flagged = pgd.value - aa.value > MASKING_GAP && clearlyAbove(pgd, aa);
+      const flagged = wellAbove(pgd, aa);
       return { name, clean: r.clean('autoattack', m), pgd, aa, flagged };
     });
     const flagged = rows.filter((x) => x.flagged);

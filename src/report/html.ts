@@ -5,12 +5,15 @@
 import type { Chart } from './charts.js';
 import { encodePng, imageRgba, perturbationRgba, type ImageGrid } from './grids.js';
 import type { Table } from './tables.js';
+import { attackTraits } from './threat-models.js';
 
 /** Everything the page shows, in reading order. */
 export interface HtmlPage {
   title: string;
   complete: boolean;
   warnings: string[];
+  /** Gradient-masking warnings, `CODE: message`. */
+  masking: string[];
   headline: string[];
   run: Table;
   accuracy: { chart: Chart; tables: Table[] };
@@ -37,7 +40,8 @@ export function tableHtml(t: Table): string {
   const rows = t.rows
     .map((r) => `<tr>${r.map((cell, i) => (i === 0 ? `<th scope="row">${wrappable(cell)}</th>` : `<td${cls(t, i)}>${t.numeric?.[i] ? escapeHtml(cell) : wrappable(cell)}</td>`)).join('')}</tr>`)
     .join('\n');
-  return `<table id="${t.id}"${keyValue ? ' class="kv"' : ''}><caption>${escapeHtml(t.caption)}</caption>${head}<tbody>\n${rows}\n</tbody></table>`;
+  const note = t.note ? `<p class="table-note" id="${t.id}-note">${escapeHtml(t.note)}</p>` : '';
+  return `<table id="${t.id}"${keyValue ? ' class="kv"' : ''}><caption>${escapeHtml(t.caption)}</caption>${head}<tbody>\n${rows}\n</tbody></table>${note}`;
 }
 
 function cls(t: Table, i: number): string {
@@ -97,9 +101,13 @@ export function gridHtml(grid: ImageGrid, index: number, png: string | undefined
     })
     .join('\n');
   const file = png ? ` Also written as <code>${escapeHtml(png)}</code>.` : '';
+  const blackBox = attackTraits(grid.attack)?.gradientFree === true;
+  const columns = blackBox
+    ? 'Each further column: the adversarial crafted on the model named at its top, black-box (from its scores alone, no gradients), and transferred to the others.'
+    : 'Each further column: the adversarial crafted on the model named at its top (white-box for that model, transferred to the others).';
   return `<figure class="grid" id="grid-${index}">
 <figcaption><strong>Adversarial examples under <code>${wrappable(grid.attack)}</code></strong>. First column: the clean image.
-Each further column: the adversarial crafted on the model named at its top (white-box for that model, transferred to the others).
+${columns}
 Under each image, every model's prediction (✓ right, ✗ wrong). Second row: the perturbation, red where a pixel went up, blue where it went down, each scaled to its own largest change.${file}</figcaption>
 <table class="images"><thead>${head}</thead><tbody>
 ${body}
@@ -116,6 +124,8 @@ code { font: 13px ui-monospace, "DejaVu Sans Mono", Menlo, monospace; background
 .status { padding: 8px 12px; border-radius: 6px; font-weight: 600; }
 .status.complete { background: #dafbe1; color: #116329; } .status.incomplete { background: #ffebe9; color: #a40e26; }
 .warnings { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 6px; padding: 8px 12px 8px 32px; }
+.masking { background: #ffebe9; border: 1px solid #cf222e; border-radius: 6px; padding: 4px 12px; } .masking-none { color: var(--muted); font-size: 13px; }
+.table-note { color: var(--muted); font-size: 12px; margin: -14px 0 20px; }
 nav ul { display: flex; flex-wrap: wrap; gap: 4px 16px; list-style: none; padding: 0; }
 table { border-collapse: collapse; margin: 12px 0 20px; font-size: 13px; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
@@ -147,10 +157,14 @@ function tablesInDetails(tables: Table[], summary: string): string {
   return tables.length ? `<details><summary>${escapeHtml(summary)}</summary>\n${tables.map(tableHtml).join('\n')}\n</details>` : '';
 }
 
-export function renderHtml(p: HtmlPage, pngNames: ReadonlyMap<string, string>): string {
+/** `pngPaths`: attack → where its grid's PNG is written; attacks without one get no mention of a file. */
+export function renderHtml(p: HtmlPage, pngPaths: ReadonlyMap<string, string>): string {
   const sections: [string, string, string][] = [];
   const headline = `<ul class="headline">${p.headline.map((l) => `<li>${wrappable(l)}</li>`).join('')}</ul>`;
-  sections.push(['summary', 'Summary', `${headline}\n${tableHtml(p.run)}`]);
+  const masking = p.masking.length
+    ? `<div class="masking" id="masking"><p><strong>Gradient masking: these figures may overstate robustness.</strong></p><ul>${p.masking.map((w) => `<li>${wrappable(w)}</li>`).join('')}</ul></div>`
+    : '<p class="masking-none" id="masking">No sign of gradient masking in these results (checks: iterative above AutoAttack-family or black-box attacks, single-step above iterative, transfer above white-box, accuracy rising with ε, curves not reaching 0).</p>';
+  sections.push(['summary', 'Summary', `${headline}\n${masking}\n${tableHtml(p.run)}`]);
   sections.push(['accuracy', 'Clean and robust accuracy', `${chartHtml(p.accuracy.chart)}\n${p.accuracy.tables.map(tableHtml).join('\n')}`]);
   if (p.eps.charts.length) {
     sections.push(['epsilon', 'Robust accuracy versus ε', `<div class="charts">${p.eps.charts.map(chartHtml).join('')}</div>\n${tablesInDetails(p.eps.tables, 'The numbers')}`]);
@@ -165,7 +179,7 @@ export function renderHtml(p: HtmlPage, pngNames: ReadonlyMap<string, string>): 
     sections.push(['throughput', 'Throughput', `${p.throughput.charts.map(chartHtml).join('')}\n${tablesInDetails(p.throughput.tables, 'The numbers')}`]);
   }
   if (p.grids.length) {
-    sections.push(['images', 'Images', p.grids.map((g, i) => gridHtml(g, i, pngNames.get(g.attack))).join('\n')]);
+    sections.push(['images', 'Images', p.grids.map((g, i) => gridHtml(g, i, pngPaths.get(g.attack))).join('\n')]);
   }
   sections.push(['provenance', 'Provenance', p.provenance.map(tableHtml).join('\n')]);
   const status = p.complete

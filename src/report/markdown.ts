@@ -5,6 +5,8 @@ export interface MarkdownPage {
   title: string;
   complete: boolean;
   warnings: string[];
+  /** Gradient-masking warnings, `CODE: message`. */
+  masking: string[];
   headline: string[];
   /** Status, size and speed of the run, under the headline. */
   run: Table;
@@ -28,6 +30,7 @@ export function tableMarkdown(t: Table): string {
     `| ${columns.map(cell).join(' | ')} |`,
     `| ${align.join(' | ')} |`,
     ...t.rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
+    ...(t.note ? ['', `_${cell(t.note)}_`] : []),
   ].join('\n');
 }
 
@@ -40,7 +43,9 @@ export function renderMarkdown(p: MarkdownPage): string {
     '',
   );
   if (p.warnings.length) out.push(...p.warnings.map((w) => `> warning: ${w}`), '');
-  out.push('## Summary', '', ...p.headline.map((l) => `- ${l}`), '', tableMarkdown(p.run), '');
+  out.push('## Summary', '', ...p.headline.map((l) => `- ${l}`), '');
+  if (p.masking.length) out.push('**Gradient masking: these figures may overstate robustness.**', '', ...p.masking.map((w) => `- ${w}`), '');
+  out.push(tableMarkdown(p.run), '');
   for (const [heading, tables] of p.sections) {
     if (tables.length === 0) continue;
     out.push(`## ${heading}`, '');

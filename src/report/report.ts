@@ -28,6 +28,8 @@ import {
   type ThroughputPoint,
 } from './input.js';
 import { renderMarkdown } from './markdown.js';
+import { maskingWarnings, type MaskingWarning } from './masking.js';
+import { renameGrid, renameModels, shortModelNames } from './model-names.js';
 import {
   accuracyTable,
   attackTable,
@@ -39,6 +41,7 @@ import {
   rocTable,
   runTable,
   throughputTable,
+  transferOrder,
   transferTables,
   type EpsPoint,
 } from './tables.js';
@@ -53,10 +56,12 @@ export interface ReportOptions {
   samples?: AsyncIterable<unknown> | Iterable<unknown>;
   /** Names the samples in messages; default `samples`. */
   samplesSource?: string;
-  /** The page title; default `Robustness report: <source>`. */
+  /** The page title; default `Robustness report: <the run's command>` (else `<source>`). */
   title?: string;
   /** Images per grid (default 6; 0 for no grids). */
   gridImages?: number;
+  /** The folder the grid PNGs will be written to (`writeReport`'s `pngDir`), for the page to name them. */
+  pngDir?: string;
 }
 
 export interface LoadReportOptions extends Omit<ReportOptions, 'source' | 'samples' | 'samplesSource'> {
@@ -71,6 +76,8 @@ export interface ReportJSON {
   /** False for an interrupted run (no final line): `summary` is then its last stats line. */
   complete: boolean;
   warnings: string[];
+  /** Gradient-masking warnings on the statistics (`maskingWarnings`), with full model ids. */
+  masking: MaskingWarning[];
   run: { file: string; statistics_line: number };
   /** The start line, less its type; `null` when the run has none. */
   start: Record<string, unknown> | null;
@@ -91,6 +98,7 @@ export interface ReportJSON {
 export interface Report {
   complete: boolean;
   warnings: string[];
+  masking: MaskingWarning[];
   html: string;
   markdown: string;
   json: ReportJSON;
@@ -169,10 +177,19 @@ async function assemble(
   }
   const run = await readRun(runLines, file);
   const warnings = [...run.warnings];
-  const grids = sampleLines ? await collectGrids(readSamples(sampleLines, warnings), gridImages, warnings) : [];
-  const pngNames = uniqueNames(grids);
-  const title = options.title ?? `Robustness report: ${path.basename(file)}${run.complete ? '' : ' (incomplete)'}`;
-  const s = run.summary;
+  const collected = sampleLines ? await collectGrids(readSamples(sampleLines, warnings), gridImages, warnings) : [];
+  const pngNames = uniqueNames(collected);
+  const command = provenanceCommand(run);
+  const title = options.title ?? `Robustness report: ${command ?? path.basename(file)}${run.complete ? '' : ' (incomplete)'}`;
+  const masking = maskingWarnings(run.summary);
+  const names = shortModelNames([
+    ...Object.keys(run.summary.models),
+    ...Object.values(run.summary.transfer).flatMap((sources) => [...Object.keys(sources), ...Object.values(sources).flatMap((t) => Object.keys(t))]),
+    ...collected.flatMap((g) => [...g.models, ...g.sources]),
+  ]);
+  const s = renameModels(run.summary, names);
+  const shown = { ...run, summary: s };
+  const grids = collected.map((g) => renameGrid(g, names));
 
   const series = epsSeries(s);
   const rocGroups = groupBy(run.rocs, (r) => r.attack ?? '');
@@ -183,16 +200,18 @@ async function assemble(
     transfer: transferTables(s),
     detectors: run.rocs.length ? [rocTable(run)] : [],
     throughput: run.throughput.length ? [throughputTable(run)] : [],
-    provenance: [provenanceTable(run), modelsTable(run)].filter((t) => t.rows.length > 0),
+    provenance: [provenanceTable(run), modelsTable(run, names)].filter((t) => t.rows.length > 0),
   };
-  const charts = await renderCharts(run, series, rocGroups);
+  const charts = await renderCharts(shown, series, rocGroups);
   const head = headline(s);
+  const maskingLines = maskingWarnings(s).map((w) => `${w.code}: ${w.message}`);
 
   const html = renderHtml(
     {
       title,
       complete: run.complete,
       warnings,
+      masking: maskingLines,
       headline: head,
       run: tables.run,
       accuracy: { chart: charts.accuracy, tables: tables.accuracy },
@@ -203,12 +222,13 @@ async function assemble(
       grids,
       provenance: tables.provenance,
     },
-    pngNames,
+    options.pngDir === undefined ? new Map() : new Map([...pngNames].map(([attack, name]) => [attack, path.join(options.pngDir!, name)])),
   );
   const markdown = renderMarkdown({
     title,
     complete: run.complete,
     warnings,
+    masking: maskingLines,
     headline: head,
     run: tables.run,
     sections: [
@@ -219,14 +239,15 @@ async function assemble(
       ['Throughput', tables.throughput],
       ['Provenance', tables.provenance],
     ],
-    grids: grids.map((g) => ({ attack: g.attack, png: pngNames.get(g.attack) })),
+    grids: grids.map((g) => ({ attack: g.attack, png: options.pngDir === undefined ? undefined : path.join(options.pngDir, pngNames.get(g.attack)!) })),
   });
   return {
     complete: run.complete,
     warnings,
+    masking,
     html,
     markdown,
-    json: reportJson(run, title, warnings, series, grids, pngNames),
+    json: reportJson(run, title, warnings, masking, epsSeries(run.summary), collected, pngNames),
     pngs: grids.map((g) => ({ name: pngNames.get(g.attack)!, data: gridPng(g) })),
   };
 }
@@ -253,7 +274,7 @@ async function renderCharts(run: Run, series: Map<string, EpsPoint[]>, rocGroups
     ),
     Promise.all(
       Object.entries(s.transfer).map(([attack, sources], i) =>
-        chart(`chart-transfer-${i}`, `Transfer: ${attack}`, 'Row: the model the adversarials were crafted on; column: the model they were shown to. The diagonal is the white-box error.', transferSpec(attack, sources)),
+        chart(`chart-transfer-${i}`, `Transfer: ${attack}`, 'Row: the model the adversarials were crafted on; column: the model they were shown to. The diagonal is the white-box error.', transferSpec(attack, sources, transferOrder(s, sources))),
       ),
     ),
     Promise.all(
@@ -272,6 +293,7 @@ function reportJson(
   run: Run,
   title: string,
   warnings: string[],
+  masking: MaskingWarning[],
   series: Map<string, EpsPoint[]>,
   grids: ImageGrid[],
   pngNames: ReadonlyMap<string, string>,
@@ -281,6 +303,7 @@ function reportJson(
     title,
     complete: run.complete,
     warnings,
+    masking,
     run: { file: run.file, statistics_line: run.summaryLine },
     start: run.start,
     summary: run.summary,
@@ -301,6 +324,13 @@ function reportJson(
       })),
     })),
   };
+}
+
+/** The command that made the run, from its final line's provenance or its start line. */
+function provenanceCommand(run: Run): string | undefined {
+  const from = (value: unknown) => (typeof value === 'object' && value !== null ? (value as Record<string, unknown>).command : undefined);
+  const command = from(run.summary.provenance) ?? run.start?.command;
+  return typeof command === 'string' && command.trim() !== '' ? command : undefined;
 }
 
 /** Attack id → PNG file name, unique even where two ids sanitise alike. */

@@ -5,6 +5,7 @@
 import type { EvalSummary } from '../stats/eval-stats.js';
 import { epsFamilies } from './attack-families.js';
 import type { Run, RunSummary } from './input.js';
+import { threatModels } from './threat-models.js';
 
 export interface Table {
   /** HTML id; stable, for links and tests. */
@@ -14,6 +15,8 @@ export interface Table {
   rows: string[][];
   /** Columns that hold numbers (right-aligned). */
   numeric?: boolean[];
+  /** A footnote under the table (what an empty cell means). */
+  note?: string;
 }
 
 export const NONE = '–';
@@ -50,20 +53,29 @@ export function attackIds(summary: EvalSummary): string[] {
 }
 
 /**
- * One line per model: clean accuracy and the weakest attack, for readers with a minute. Minimal-ε
- * attacks (those with a curve) are left out: their robust accuracy is at their largest ε, not at a
- * budget, and their curve tells their story.
+ * One line per model, for readers with a minute: clean accuracy, then for each threat model (norm
+ * and ε) the lowest robust accuracy that any attack of the run reached inside that ball, naming the
+ * attacks that reached it. A minimal-ε curve counts at each budget, read at its largest grid point
+ * ≤ ε; minimization attacks without a curve (no budget) come last, as "unbounded".
  */
 export function headline(summary: RunSummary): string[] {
+  const balls = threatModels(summary);
   return Object.entries(summary.models).map(([model, m]) => {
-    const clean = `clean accuracy ${withInterval(m.clean.acc, m.clean.ci)}`;
-    const curved = summary.curves?.[model] ?? {};
-    let worst: [string, number, [number, number]] | undefined;
-    for (const [attack, a] of Object.entries(m.attacks)) {
-      if (!(attack in curved) && a.robust_acc !== null && (worst === undefined || a.robust_acc < worst[1])) worst = [attack, a.robust_acc, a.ci];
+    const parts = [`clean accuracy ${withInterval(m.clean.acc, m.clean.ci)}`];
+    for (const ball of balls.filter((b) => b.model === model)) {
+      const by = ball.entries
+        .filter((e) => ball.lowestBy.includes(e.attack))
+        .map((e) => (e.from === 'curve' ? `the curve of ${e.attack} at ε = ${e.at}` : e.attack));
+      parts.push(`${ball.label}: lowest robust accuracy ${withInterval(ball.lowest.robust_acc, ball.lowest.ci)} (${by.join(', ')})`);
     }
-    const weakest = worst ? `; lowest robust accuracy ${withInterval(worst[1], worst[2])} under ${worst[0]}` : '';
-    return `${model}: ${clean}${weakest}`;
+    const inBalls = new Set(balls.filter((b) => b.model === model).flatMap((b) => b.entries.filter((e) => e.from === 'attack').map((e) => e.attack)));
+    const curved = summary.curves?.[model] ?? {};
+    const unbounded = Object.entries(m.attacks).filter(([a, r]) => !inBalls.has(a) && !(a in curved) && r.robust_acc !== null);
+    if (unbounded.length > 0) {
+      const [attack, r] = unbounded.reduce((a, b) => (b[1].robust_acc! < a[1].robust_acc! ? b : a));
+      parts.push(`unbounded budget: lowest robust accuracy ${withInterval(r.robust_acc, r.ci)} (${attack})`);
+    }
+    return `${model}: ${parts.join('; ')}`;
   });
 }
 
@@ -92,7 +104,7 @@ export function accuracyTable(summary: RunSummary): Table {
   return {
     id: 'table-accuracy',
     caption: 'Clean and robust accuracy, % [95% interval]',
-    columns: ['Model', 'Clean', ...attacks],
+    columns: ['Model', 'Clean', ...attacks.map((a) => columnLabel(summary, a))],
     rows: Object.entries(summary.models).map(([model, m]) => [
       model,
       withInterval(m.clean.acc, m.clean.ci),
@@ -103,6 +115,17 @@ export function accuracyTable(summary: RunSummary): Table {
     ]),
     numeric: [false, true, ...attacks.map(() => true)],
   };
+}
+
+/**
+ * A column's heading: the attack id, and for a minimal-ε attack what its robust accuracy is, the
+ * accuracy at the end of its curve (the largest ε it tried).
+ */
+function columnLabel(summary: RunSummary, attack: string): string {
+  const ends = Object.values(summary.curves ?? {}).flatMap((c) => (c[attack] ? [c[attack].at(-1)?.eps] : []));
+  if (ends.length === 0) return attack;
+  const eps = [...new Set(ends)].filter((e) => e !== undefined);
+  return `${attack} (at ε = ${eps.join(', ')}, the end of its curve)`;
 }
 
 /** Every statistic of every (model, attack) pair. */
@@ -133,21 +156,34 @@ export function attackTable(summary: RunSummary): Table {
   };
 }
 
-/** One table per attack: error rate of each target (columns) on adversarials crafted on each source (rows). */
+/**
+ * One table per attack: error rate of each target (columns) on adversarials crafted on each source
+ * (rows). Rows and columns are every model in the run's order, so the diagonal is the white-box
+ * error even where a model is missing as a source.
+ */
 export function transferTables(summary: RunSummary): Table[] {
   return Object.entries(summary.transfer).map(([attack, sources], i) => {
-    const targets = [...new Set(Object.values(sources).flatMap((t) => Object.keys(t)))];
+    const order = transferOrder(summary, sources);
+    const empty = order.some((source) => order.some((t) => !sources[source]?.[t]));
     return {
       id: `table-transfer-${i}`,
       caption: `Transfer under ${attack}: error % [95% interval] of the target (column) on adversarials crafted on the source (row)`,
-      columns: ['Source ↓ target →', ...targets, 'n'],
-      rows: Object.entries(sources).map(([source, cells]) => {
+      columns: ['Source ↓ target →', ...order, 'n'],
+      rows: order.map((source) => {
+        const cells = sources[source] ?? {};
         const ns = [...new Set(Object.values(cells).map((c) => c.n))];
-        return [source, ...targets.map((t) => (cells[t] ? withInterval(cells[t].err, cells[t].ci) : NONE)), ns.join('–')];
+        return [source, ...order.map((t) => (cells[t] ? withInterval(cells[t].err, cells[t].ci) : NONE)), ns.length ? ns.join('–') : NONE];
       }),
-      numeric: [false, ...targets.map(() => true), true],
+      numeric: [false, ...order.map(() => true), true],
+      ...(empty && { note: `${NONE}: no adversarials of this attack were crafted on that source (a gradient attack skips a black-box model as a source; it is still a target of the others).` }),
     };
   });
+}
+
+/** The models of a transfer matrix: the run's models in order, then any the matrix names besides. */
+export function transferOrder(summary: EvalSummary, sources: EvalSummary['transfer'][string]): string[] {
+  const named = new Set([...Object.keys(sources), ...Object.values(sources).flatMap((t) => Object.keys(t))]);
+  return [...Object.keys(summary.models).filter((m) => named.has(m)), ...[...named].filter((m) => !(m in summary.models))];
 }
 
 /** A robust-accuracy-versus-ε series of one model. */
@@ -270,13 +306,15 @@ export function provenanceTable(run: Run): Table {
   };
 }
 
-export function modelsTable(run: Run): Table {
+/** The run's models with their full ids, and the short name the rest of the report shows where it differs. */
+export function modelsTable(run: Run, names: ReadonlyMap<string, string> = new Map()): Table {
   const models = provenance(run).models;
   const list = Array.isArray(models) ? models.filter((m): m is Record<string, unknown> => typeof m === 'object' && m !== null) : [];
+  const renamed = list.some((m) => typeof m.id === 'string' && (names.get(m.id) ?? m.id) !== m.id);
   return {
     id: 'table-models',
     caption: 'Models',
-    columns: ['Model', 'Family', 'Classes', 'Input', 'sha256', 'Manifest', 'Manifest accuracy', 'Trained at commit'],
+    columns: ['Model', ...(renamed ? ['Shown as'] : []), 'Family', 'Classes', 'Input', 'sha256', 'Manifest', 'Manifest accuracy', 'Trained at commit'],
     rows: list.map((m) => {
       const manifest = record(m.manifest);
       const acc = record(manifest.accuracy);
@@ -287,7 +325,8 @@ export function modelsTable(run: Run): Table {
         typeof acc.clean === 'number'
           ? `${percent(acc.clean)}${acc.testImages !== undefined ? ` on ${plain(acc.testImages)} images` : ''}${acc.source ? ` (${plain(acc.source)})` : ''}`
           : NONE;
-      return [plain(m.id), plain(m.family), plain(m.num_classes), shape, sha, described, accuracy, plain(manifest.commit)];
+      const shownAs = renamed ? [typeof m.id === 'string' ? (names.get(m.id) ?? m.id) : NONE] : [];
+      return [plain(m.id), ...shownAs, plain(m.family), plain(m.num_classes), shape, sha, described, accuracy, plain(manifest.commit)];
     }),
   };
 }

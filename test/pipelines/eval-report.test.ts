@@ -96,6 +96,8 @@ describe('advstream eval --html', () => {
     expect(final.type).toBe('final');
     expectTablesMatch(final as unknown as RunSummary, (id) => htmlTable(html, id));
     expect(html).toMatch(/<figure class="grid" id="grid-0">[\s\S]*?<img src="data:image\/png;base64,/);
+    // --png-dir wrote the grids as PNG files too: each grid's caption names its file.
+    expect(html).toContain(`Also written as <code>${path.join(files.png, 'grid-')}`);
     // fgsm and pgd at two budgets each (pgd's default step scales with ε), their worst case, and the minimal-ε curve.
     const families = [...html.matchAll(/<caption>Robust accuracy versus ε under ([^<]+)<\/caption>/g)].map((m) => m[1]);
     expect(families).toHaveLength(4);
@@ -114,7 +116,8 @@ describe('advstream eval --html', () => {
       const png = PNG.sync.read(readFileSync(path.join(files.png, name)));
       expect(png.width * png.height, name).toBeGreaterThan(0);
     }
-    const report = await loadReport(files.run, { samples: files.samples });
+    // The same flags as the eval run: `advstream report run --samples s --png-dir DIR`.
+    const report = await loadReport(files.run, { samples: files.samples, pngDir: files.png });
     expect(report.warnings).toEqual([]);
     expect(readFileSync(files.md, 'utf8')).toBe(report.markdown);
     expect(report.pngs.map((p) => p.name).sort()).toEqual(pngs);

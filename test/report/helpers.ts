@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import type { RunSummary } from '../../src/report/index.js';
+import { shortModelNames } from '../../src/report/model-names.js';
 import { RUN_FILE } from './make-fixture.js';
 
 export interface ParsedTable {
@@ -103,12 +104,17 @@ export function summaryOf(event: Record<string, unknown>): RunSummary {
  */
 export function expectTablesMatch(summary: RunSummary, table: (id: string, caption: string) => ParsedTable): void {
   const models = Object.keys(summary.models);
+  // Tables show a model given as a path by its short name (src/report/model-names.ts).
+  const names = shortModelNames([...models, ...Object.values(summary.transfer).flatMap((s) => Object.keys(s))]);
+  const show = (model: string) => names.get(model) ?? model;
+  const fullId = new Map([...names].map(([full, short]) => [short, full]));
   const accuracy = table('table-accuracy', 'Clean and robust accuracy');
-  expect(accuracy.rows.map((r) => r[0])).toEqual(models);
-  const attacks = accuracy.columns.slice(2);
+  expect(accuracy.rows.map((r) => r[0])).toEqual(models.map(show));
+  // A minimal-ε attack's heading says where its figure is read: `ID (at ε = 1, the end of its curve)`.
+  const attacks = accuracy.columns.slice(2).map((c) => c.replace(/ \(at ε = [^)]*, the end of its curve\)$/, ''));
   expect(new Set(attacks)).toEqual(new Set(Object.values(summary.models).flatMap((m) => Object.keys(m.attacks))));
   for (const [model, m] of Object.entries(summary.models)) {
-    const row = accuracy.rows.find((r) => r[0] === model)!;
+    const row = accuracy.rows.find((r) => r[0] === show(model))!;
     expectInterval(row[1]!, m.clean.acc, m.clean.ci, `${model} clean`);
     attacks.forEach((attack, j) => {
       const a = m.attacks[attack]!;
@@ -122,7 +128,7 @@ export function expectTablesMatch(summary: RunSummary, table: (id: string, capti
     for (const [attack, a] of Object.entries(m.attacks)) {
       const row = details.rows[k++]!;
       const where = `${model} ${attack}`;
-      expect(row.slice(0, 2)).toEqual([model, attack]);
+      expect(row.slice(0, 2)).toEqual([show(model), attack]);
       expectInterval(row[2]!, a.robust_acc, a.ci, `${where} robust`);
       expectInterval(row[3]!, a.asr, a.asr_ci, `${where} asr`);
       expectDecimal(row[4]!, a.mean_linf, `${where} mean linf`);
@@ -138,12 +144,12 @@ export function expectTablesMatch(summary: RunSummary, table: (id: string, capti
   Object.entries(summary.transfer).forEach(([attack, sources], i) => {
     const t = table(`table-transfer-${i}`, `Transfer under ${attack}:`);
     const targets = t.columns.slice(1, -1);
-    expect(t.rows.map((r) => r[0])).toEqual(Object.keys(sources));
+    expect(t.rows.map((r) => r[0])).toEqual(Object.keys(sources).map(show));
     for (const row of t.rows) {
-      const cells = sources[row[0]!]!;
-      expect(new Set(targets)).toEqual(new Set(Object.keys(cells)));
+      const cells = sources[fullId.get(row[0]!)!]!;
+      expect(new Set(targets)).toEqual(new Set(Object.keys(cells).map(show)));
       targets.forEach((target, j) => {
-        const c = cells[target]!;
+        const c = cells[fullId.get(target)!]!;
         expectInterval(row[1 + j]!, c.err, c.ci, `transfer ${attack} ${row[0]} → ${target}`);
         expect(Number(row.at(-1))).toBe(c.n);
       });

@@ -29,6 +29,7 @@ import { parseEngineChoice } from '../../engine/build.js';
 import { finiteNumber, nonNegativeInt, positiveInt } from '../args.js';
 import { commandLine, gitCommit } from '../provenance.js';
 import { drainWithSignals } from '../signals.js';
+import { attacksHelp } from '../help.js';
 import { lineWriter } from '../output.js';
 
 interface EvalFlags {
@@ -197,7 +198,7 @@ export function registerEval(program: Command): void {
     .option('--on-bad-record <policy>', 'fail (stop at the first bad or unlabelled record) or skip (count it, go on)', 'fail')
     .option('--rejects <file>', 'write each rejected record to FILE as a JSON line')
     .option('--webhook <url>', 'POST each stats line and the final line as JSON (failures are reported, never fatal)')
-    .addHelpText('after', sourcesHelp)
+    .addHelpText('after', () => sourcesHelp() + attacksHelp())
     .action(async (flags: EvalFlags) => {
       const onBadRecord = flags.onBadRecord;
       if (onBadRecord !== 'fail' && onBadRecord !== 'skip') {
@@ -342,6 +343,7 @@ export function registerEval(program: Command): void {
           // With --samples, the grids come from that file (it holds the resumed images too), exactly as `advstream report` would read it.
           const report = await buildReport(reportEvents, {
             source: flags.out ?? 'advstream eval',
+            ...(targets.pngDir !== undefined && { pngDir: targets.pngDir }),
             ...(samplePixels > 0 && {
               samples: flags.samples !== undefined ? firstLines(flags.samples, samplePixels) : pixelLines,
               samplesSource: flags.samples ?? 'samples',

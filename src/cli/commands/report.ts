@@ -42,9 +42,11 @@ export function registerReport(program: Command): void {
         ...(flags.samples !== undefined && { samples: flags.samples }),
         ...(flags.title !== undefined && { title: flags.title }),
         ...(gridImages !== undefined && { gridImages }),
+        ...(flags.pngDir !== undefined && { pngDir: flags.pngDir }),
       });
       if (flags.strict && !report.complete) throw Errors.incompleteRun(file, report.json.run.statistics_line);
       for (const w of report.warnings) process.stderr.write(`advstream: warning: ${w}\n`);
+      for (const w of report.masking) process.stderr.write(`advstream: warning [${w.code}]: ${w.message}\n`);
       const toFile = (target: string | undefined) => (target === '-' ? undefined : target);
       const written = await writeReport(report, {
         html: toFile(flags.html),
