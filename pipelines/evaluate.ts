@@ -31,7 +31,7 @@ import {
   type SourceOptions,
 } from '../src/data/index.js';
 import { Errors } from '../src/errors.js';
-import { loadArtifact, type ModelArtifact } from '../src/models/artifact.js';
+import { loadArtifact, runsBlackBox, type ModelArtifact } from '../src/models/artifact.js';
 import { parseEngineChoice, type EngineChoice } from '../src/engine/build.js';
 import { defaultZooRefs } from '../src/models/zoo.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
@@ -402,7 +402,7 @@ async function plan(source: EvalSource, o: EvaluateOptions): Promise<Plan> {
       worstCase,
       skipped: skippedPairs(
         attacks.map((id) => parseAttackSpec(id)),
-        artifacts.map((a) => a.modelJson.format === 'onnx'),
+        artifacts.map(runsBlackBox),
       ),
     },
     config,

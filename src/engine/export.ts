@@ -37,6 +37,12 @@ export interface NativeGraphs {
   inputDim: number;
   numClasses: number;
   programs: Partial<Record<NativeProgram, Uint8Array>>;
+  /** A fixed batch size the programs take (a user graph exported without a symbolic batch); absent or null: any. */
+  batch?: number | null;
+  /** Why the model has no gradient programs (it then runs black-box). */
+  blackBox?: string;
+  /** The model's own loss is cross-entropy over its scores (a user's model), not a program of its own. */
+  ownLossIsCe?: boolean;
 }
 
 /** A network built into a graph: its scores, and how to pull a score gradient back to the input. */
@@ -48,7 +54,7 @@ interface Net {
 }
 
 /** A per-sample loss over the scores: its value `[B]` and its gradient with respect to the scores. */
-type Head = (g: GraphBuilder, scores: string, onehot: string) => { value: string; dscores: string };
+export type Head = (g: GraphBuilder, scores: string, onehot: string) => { value: string; dscores: string };
 
 interface FamilyExport {
   inputDim: number;
@@ -401,14 +407,14 @@ function linfPrototypeLoss(prototypes: PlainWeight): Head {
 }
 
 /** The plain softmax cross-entropy of `src/models/ops.ts` (the MLP and maxout families' own loss). */
-const plainCrossEntropy: Head = (g, scores, onehot) => {
+export const plainCrossEntropy: Head = (g, scores, onehot) => {
   const logp = g.op('LogSoftmax', [scores], { axis: 1 });
   const value = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [logp, onehot]), g.ints([1])], { keepdims: 0 })]);
   return { value, dscores: g.op('Sub', [g.op('Softmax', [scores], { axis: 1 }), onehot]) };
 };
 
 /** The attacks' cross-entropy: CE's value, and (q − e_y) with q the softmax over the wrong classes. */
-const attackCrossEntropy: Head = (g, scores, onehot) => {
+export const attackCrossEntropy: Head = (g, scores, onehot) => {
   const { value } = plainCrossEntropy(g, scores, onehot);
   const wrong = g.op('Softmax', [g.op('Sub', [scores, g.op('Mul', [onehot, g.scalar(1e30)])])], { axis: 1 });
   return { value, dscores: g.op('Sub', [wrong, onehot]) };

@@ -31,6 +31,8 @@ export interface GraphOptions {
   opset?: number;
   /** Prefixes every generated value name, so that generated names cannot meet those of nodes added raw. */
   prefix?: string;
+  /** Opsets of other domains that nodes added raw use (`com.microsoft`, …). */
+  domains?: readonly { domain: string; version: number }[];
 }
 
 function valueInfo(name: string, dims: readonly Dim[], elemType = FLOAT): onnxProto.onnx.IValueInfoProto {
@@ -68,6 +70,7 @@ export class GraphBuilder {
   private counter = 0;
   readonly opset: number;
   private readonly prefix: string;
+  private readonly domains: readonly { domain: string; version: number }[];
 
   constructor(
     readonly name: string,
@@ -75,6 +78,7 @@ export class GraphBuilder {
   ) {
     this.opset = o.opset ?? OPSET;
     this.prefix = o.prefix ?? '';
+    this.domains = o.domains ?? [];
   }
 
   private fresh(hint: string): string {
@@ -163,7 +167,7 @@ export class GraphBuilder {
     const model = onnx.ModelProto.create({
       irVersion: onnx.Version.IR_VERSION,
       producerName: 'advstream',
-      opsetImport: [{ domain: '', version: this.opset }],
+      opsetImport: [{ domain: '', version: this.opset }, ...this.domains],
       graph: {
         name: this.name,
         node: this.nodes,

@@ -47,6 +47,7 @@ const onnxModelJson = z.object({
   batch: z.number().int().positive().nullable(),
   mean: z.array(z.number()),
   std: z.array(z.number()),
+  blackBox: z.string().nullable(),
 });
 /** What a `model.json` may hold (an ONNX model has no model.json: its spec comes from the graph and the sidecar). */
 const tfjsModelJson = z.union([advstreamModelJson, userModelJson]);
@@ -225,6 +226,12 @@ export async function loadArtifact(ref: string): Promise<ModelArtifact> {
     ? parseJson(new TextDecoder().decode(manifestBytes), manifestSchema, `${reader.where}/manifest.json`)
     : undefined;
   return { id: ref, modelJson: json, weightData, ...(manifest ? { manifest } : {}) };
+}
+
+/** Whether a model offers no input gradients: an ONNX model whose graph has an op without a gradient rule. */
+export function runsBlackBox(artifact: ModelArtifact): boolean {
+  const json = artifact.modelJson;
+  return 'blackBox' in json && json.blackBox !== null;
 }
 
 /** Named tensors from an artifact's weight bytes. */

@@ -30,7 +30,7 @@ describe('ONNX user models', () => {
   });
 
   it('reads layout and normalisation from the sidecar and scores what the same network scores on tfjs', async () => {
-    const file = await writeTorchLikeMlp(dir, 'mlp');
+    const file = await writeTorchLikeMlp(dir, 'mlp', { opaque: true });
     const artifact = await loadArtifact(file);
     expect(artifact.modelJson).toMatchObject({ format: 'onnx', input: 'input.1', output: 'logits', layout: 'nchw', shape: [28, 28, 1], batch: null, mean: [MEAN], std: [STD] });
     const runner = await buildRunner(artifact, 'auto');
@@ -74,7 +74,7 @@ describe('ONNX user models', () => {
   });
 
   it('is attacked black-box by Square, and gradient attacks refuse it up front', async () => {
-    const runner = await buildRunner(await loadArtifact(await writeTorchLikeMlp(dir, 'attacked')), 'auto');
+    const runner = await buildRunner(await loadArtifact(await writeTorchLikeMlp(dir, 'attacked', { opaque: true })), 'auto');
     const before = tf.memory().numTensors;
     const square = parseAttackSpec('square:eps=0.3,queries=200');
     const res = await square.run(runner, x, labels, { seed: 3 });
