@@ -1,10 +1,12 @@
-/** Users' ONNX models: the sidecar, the layout and range, fixed batches, black-box attacks, clear errors. */
+/** Users' ONNX models: the sidecar, the layout and range, fixed batches, white-box and black-box attacks, clear errors. */
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf, type Tensor1D, type Tensor2D } from '../../src/backend/index.js';
 import { parseAttackSpec } from '../../src/attacks/index.js';
+import { ceObjective } from '../../src/attacks/losses.js';
+import { tfjsGradient } from '../../src/models/runner.js';
 import { buildRunner } from '../../src/engine/build.js';
 import { loadArtifact, loadClassifier } from '../../src/models/artifact.js';
 import { mnist } from '../models/helpers.js';
@@ -82,6 +84,34 @@ describe('ONNX user models', () => {
     expect(res.success.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
     expect(tf.memory().numTensors).toBe(before);
     await expect(parseAttackSpec('pgd:eps=0.3,steps=5').run(runner, x, labels, { seed: 3 })).rejects.toMatchObject({ code: 'ATTACK_UNSUPPORTED' });
+    runner.dispose();
+  });
+
+  it('is white-box when every op on its path has a gradient rule: the same gradients as the zoo MLP it re-exports, fixed batch or not', async () => {
+    const zoo = await loadClassifier('zoo:mlp-relu');
+    const objective = ceObjective(labels);
+    const want = tfjsGradient(zoo, objective, x);
+    for (const o of [{}, { batch: 5 }]) {
+      const artifact = await loadArtifact(await writeTorchLikeMlp(dir, `white-${o.batch ?? 'any'}`, o));
+      expect(artifact.modelJson).toMatchObject({ blackBox: null });
+      const runner = await buildRunner(artifact, 'onnx');
+      expect(runner.gradientEngine).toBe('onnx-cpu');
+      const got = await runner.gradient(objective, x);
+      expect(await maxRelative(got.grad, want.grad)).toBeLessThan(1e-4);
+      expect(await maxRelative(got.value, want.value)).toBeLessThan(1e-5);
+      tf.dispose([got.grad, got.value, got.scores]);
+      runner.dispose();
+    }
+    tf.dispose([want.grad, want.value, want.scores]);
+    zoo.dispose();
+  });
+
+  it('an op without a gradient rule is found at load, named in the spec, and named again when a gradient attack asks', async () => {
+    const artifact = await loadArtifact(await writeTorchLikeMlp(dir, 'opaque', { opaque: true }));
+    const reason = (artifact.modelJson as { blackBox: string | null }).blackBox;
+    expect(reason).toMatch(/no gradient rule for Max \(node 'n_Max_\d+'\)/);
+    const runner = await buildRunner(artifact, 'onnx');
+    await expect(runner.gradient(ceObjective(labels), x)).rejects.toMatchObject({ code: 'ATTACK_UNSUPPORTED', message: expect.stringContaining('no gradient rule for Max') });
     runner.dispose();
   });
 
