@@ -53,7 +53,7 @@ export function plainWeights(artifact: ModelArtifact): PlainWeights {
 }
 
 /** The ONNX programs of a zoo artifact, or undefined for a family without an export. */
-export function nativeGraphsOf(artifact: ModelArtifact): NativeGraphs | undefined {
+export async function nativeGraphsOf(artifact: ModelArtifact): Promise<NativeGraphs | undefined> {
   const json = artifact.modelJson;
   if (!('family' in json) || json.format !== 'advstream' || !EXPORTABLE_FAMILIES.includes(json.family)) return undefined;
   return exportFamily(json.family, json.config, plainWeights(artifact), artifact.id);
@@ -95,7 +95,7 @@ export async function buildRunner(artifact: ModelArtifact, choice: EngineChoice)
     return FamilyRunner.create({ id: artifact.id, inputShape: spec.shape, graphs, provider: ort.provider });
   }
   if (!ort) return tfjsRunner(await buildClassifier(artifact));
-  const graphs = nativeGraphsOf(artifact);
+  const graphs = await nativeGraphsOf(artifact);
   if (!graphs) {
     if (choice === 'onnx') {
       const json = artifact.modelJson;

@@ -15,7 +15,7 @@ import onnxProto from 'onnx-proto';
 import { Errors, isAdvstreamError } from '../errors.js';
 import { Autodiff } from './autodiff/index.js';
 import { decodeGraph, toNumber } from './autodiff/ir.js';
-import { attackCrossEntropy, plainCrossEntropy, type Head, type NativeGraphs, type NativeProgram } from './export.js';
+import { attackCrossEntropy, headedProgram, plainCrossEntropy, scoreProgram, type NativeGraphs, type NativeProgram } from './export.js';
 import { GraphBuilder, type Dim } from './graph.js';
 import type { OnnxInputSpec } from './onnx-file.js';
 import { createSession, ort } from './ort.js';
@@ -63,17 +63,6 @@ async function classesOf(scores: Uint8Array, spec: OnnxInputSpec, where: string)
   }
 }
 
-function headed(ad: Autodiff, name: string, head: Head, batch: Dim, classes: number, dim: number): Uint8Array {
-  return ad.program(name, (g, grad) => {
-    const onehot = g.input('onehot', [batch, classes]);
-    const sign = g.input('sign', [batch, 1]);
-    const { value, dscores } = head(g, 'scores', onehot);
-    g.expose('scores', [batch, classes]);
-    g.output(g.op('Mul', [value, g.op('Reshape', [sign, g.ints([-1])])]), 'value', [batch]);
-    g.output(grad([['scores', g.op('Mul', [dscores, sign])]]), 'grad', [batch, dim]);
-  });
-}
-
 /**
  * The programs of a user's ONNX model. Bytes ONNX Runtime cannot run are a `BAD_MODEL` error; a
  * graph it runs but that has an op without a gradient rule gets its scores program only, with the
@@ -97,12 +86,9 @@ export async function userGraphs(bytes: Uint8Array, spec: OnnxInputSpec, where: 
     if (isAdvstreamError(e) && e.code === 'NOT_DIFFERENTIABLE') return { ...graphs, blackBox: e.message };
     throw e;
   }
-  programs.vjp = ad.program('user-vjp', (g, grad) => {
-    const dscores = g.input('dscores', [batch, numClasses]);
-    g.expose('scores', [batch, numClasses]);
-    g.output(grad([['scores', dscores]]), 'grad', [batch, dim]);
-  });
-  programs.ce = headed(ad, 'user-ce', attackCrossEntropy, batch, numClasses, dim);
-  programs.model = headed(ad, 'user-model', plainCrossEntropy, batch, numClasses, dim);
+  const shape = { batch, classes: numClasses, dim };
+  programs.vjp = scoreProgram(ad, 'user', shape).vjp;
+  programs.ce = headedProgram(ad, 'user-ce', attackCrossEntropy, shape);
+  programs.model = headedProgram(ad, 'user-model', plainCrossEntropy, shape);
   return graphs;
 }
