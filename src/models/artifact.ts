@@ -228,10 +228,10 @@ export async function loadArtifact(ref: string): Promise<ModelArtifact> {
   return { id: ref, modelJson: json, weightData, ...(manifest ? { manifest } : {}) };
 }
 
-/** Whether a model offers no input gradients: an ONNX model whose graph has an op without a gradient rule. */
-export function runsBlackBox(artifact: ModelArtifact): boolean {
+/** Why a model offers no input gradients (an ONNX model whose graph has an op without a gradient rule), or undefined. */
+export function blackBoxReason(artifact: ModelArtifact): string | undefined {
   const json = artifact.modelJson;
-  return 'blackBox' in json && json.blackBox !== null;
+  return 'blackBox' in json && json.blackBox !== null ? json.blackBox : undefined;
 }
 
 /** Named tensors from an artifact's weight bytes. */

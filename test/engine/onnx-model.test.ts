@@ -2,7 +2,9 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { lastValueFrom, toArray } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { evaluate, type FinalEvent, type StartEvent } from '../../pipelines/index.js';
 import { initBackend, tf, type Tensor1D, type Tensor2D } from '../../src/backend/index.js';
 import { parseAttackSpec } from '../../src/attacks/index.js';
 import { ceObjective } from '../../src/attacks/losses.js';
@@ -114,6 +116,18 @@ describe('ONNX user models', () => {
     await expect(runner.gradient(ceObjective(labels), x)).rejects.toMatchObject({ code: 'ATTACK_UNSUPPORTED', message: expect.stringContaining('no gradient rule for Max') });
     runner.dispose();
   });
+
+  it("evaluate's start record says why a model runs black-box; its gradient-attack pairs are skipped", async () => {
+    const file = await writeTorchLikeMlp(dir, 'opaque-eval', { opaque: true });
+    const events = await lastValueFrom(
+      evaluate({ uri: 'mnist:test', limit: 16 }, { models: [file], attacks: ['fgsm:eps=0.1', 'square:eps=0.3,queries=20'], workers: 1, batch: 16, seed: 1, statsEvery: { seconds: 3600 } }).pipe(toArray()),
+    );
+    const start = events[0] as StartEvent;
+    expect(start.models[0]).toMatchObject({ gradient_engine: 'none', black_box: expect.stringMatching(/no gradient rule for Max \(node /) });
+    const attacks = Object.keys((events.at(-1) as FinalEvent).models[file]!.attacks);
+    expect(attacks.some((a) => a.startsWith('fgsm:'))).toBe(false);
+    expect(attacks.some((a) => a.startsWith('square:'))).toBe(true);
+  }, 120_000);
 
   it('cannot run on the tfjs engine', async () => {
     const artifact = await loadArtifact(await writeTorchLikeMlp(dir, 'tfjs'));
