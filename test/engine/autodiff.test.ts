@@ -94,6 +94,9 @@ const CASES: Case[] = [
   { op: 'ReduceSum', dims: [3, 4], attrs: { keepdims: 0 }, inputs: (g, x) => [x, g.ints([2])] },
   { op: 'ReduceMean', dims: [3, 4], attrs: { axes: [1], keepdims: 1 } },
   { op: 'ReduceMax', dims: [3, 4], attrs: { axes: [2], keepdims: 0 } },
+  { op: 'ReduceMean', dims: [3, 4], opset: 18, inputs: (g, x) => [x, g.ints([-1])], attrs: { keepdims: 0 }, label: 'opset 18: axes as an input' },
+  { op: 'ReduceMax', dims: [3, 4], opset: 18, inputs: (g, x) => [x, g.ints([1])], label: 'opset 18: axes as an input' },
+  { op: 'Pad', dims: [3, 4], opset: 18, inputs: (g, x) => [x, g.ints([1, 2, 0, 1]), g.scalar(0), g.ints([2, 1])], label: 'opset 18: axes as an input' },
 ];
 
 const BATCH = 2;

@@ -2,9 +2,14 @@
  * Users' ONNX models attacked white-box: FGSM, PGD, APGD-CE and the AutoAttack cascade on both
  * PyTorch-exported fixtures (`fixtures/onnx/`), directly (inside the ε ball and [0,1], accuracy
  * lowered, no tensors left) and through `evaluate` (the start record names the gradient engine;
- * nothing is skipped); no tensor or session leaks over 30 batches of a worker runtime.
+ * nothing is skipped), and the CLI on a folder of colour PNGs; no tensor or session leaks over 30
+ * batches of a worker runtime.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PNG } from 'pngjs';
 import { lastValueFrom, toArray } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf } from '../../src/backend/index.js';
@@ -15,6 +20,9 @@ import { ort } from '../../src/engine/ort.js';
 import { loadArtifact } from '../../src/models/artifact.js';
 import { evaluate, type FinalEvent, type StartEvent } from '../../pipelines/index.js';
 import { EvalRuntime, type EvalTask } from '../../workers/eval-task.js';
+import { PACKAGE_ROOT } from '../../src/paths.js';
+
+const MAIN = path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
 
 const DIR = path.join(import.meta.dirname, '..', '..', 'fixtures', 'onnx');
 const FIXTURES = [
@@ -85,6 +93,33 @@ describe('user ONNX models, white-box', () => {
         expect(r.mean_linf!).toBeLessThanOrEqual(f.eps + 1e-6);
       }
     }
+  }, 300_000);
+
+  it('the CLI: eval --data png:DIR --model resnet.onnx --attack autoattack:eps=8/255 runs white-box on colour PNGs', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'advstream-png-'));
+    for await (const r of openSource('tinted-mnist:test', { limit: 8 })) {
+      const png = new PNG({ width: 32, height: 32 });
+      for (let p = 0; p < 32 * 32; p++) {
+        for (let k = 0; k < 3; k++) png.data[p * 4 + k] = Math.round(r.pixels[p * 3 + k]! * 255);
+        png.data[p * 4 + 3] = 255;
+      }
+      await mkdir(path.join(dir, String(r.label)), { recursive: true });
+      await writeFile(path.join(dir, String(r.label), `${r.id.split('/').pop()}.png`), PNG.sync.write(png));
+    }
+    const model = path.join(DIR, 'resnet.onnx');
+    const out = spawnSync(process.execPath, [MAIN, 'eval', '--data', `png:${dir}`, '--model', model, '--attack', 'autoattack:eps=8/255,steps=3,targets=2,queries=10', '--workers', '1'], {
+      cwd: PACKAGE_ROOT,
+      encoding: 'utf8',
+    });
+    expect(out.status, out.stderr).toBe(0);
+    const lines = out.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string } & Record<string, unknown>);
+    const start = lines[0] as unknown as StartEvent;
+    expect(start.models[0]).toMatchObject({ input_shape: [32, 32, 3], gradient_engine: 'onnx-cpu' });
+    const final = lines.at(-1) as unknown as FinalEvent;
+    const [id, r] = Object.entries(final.models[model]!.attacks)[0]!;
+    expect(id).toMatch(/^autoattack:eps=0\.0313/);
+    expect(r.robust_acc!).toBeLessThan(final.models[model]!.clean.acc!);
+    expect(r.mean_linf!).toBeLessThanOrEqual(8 / 255 + 1e-6);
   }, 300_000);
 
   it('leaks no tensors and no sessions over 30 batches', async () => {
