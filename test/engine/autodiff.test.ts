@@ -228,3 +228,15 @@ describe('differentiation of whole graphs', () => {
     await vjp.release();
   });
 });
+
+describe('values off float32', () => {
+  it('a Cast to float64 on the path is named, not silently given a zero gradient', async () => {
+    const g = new GraphBuilder('double');
+    const x = g.input('x', ['batch', 3]);
+    g.output(g.op('Cast', [g.op('Relu', [g.op('Cast', [x], { to: 11 })])], { to: 1 }), 'y');
+    await expect(Autodiff.create(g.encode(), 'double.onnx')).rejects.toMatchObject({
+      code: 'NOT_DIFFERENTIABLE',
+      message: expect.stringMatching(/Cast \(node 'n_Cast_\d+': its output leaves float32/),
+    });
+  });
+});

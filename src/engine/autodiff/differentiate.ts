@@ -20,7 +20,8 @@ import { RULES, type RuleContext, type ValueShape } from './rules.js';
 export const MIN_OPSET = 13;
 const MAX_FOLDED = 4096;
 
-type Kind = 'float' | 'int' | 'other';
+/** float32 carries gradients; ints and booleans carry none (shapes, masks, indices); other floats cannot be followed. */
+type Kind = 'float' | 'int' | 'discrete' | 'other';
 
 interface Facts extends ValueShape {
   kind: Kind;
@@ -43,6 +44,7 @@ export interface UnsupportedNode {
 function kindOf(type: string): Kind {
   if (type === 'float32') return 'float';
   if (type === 'int64' || type === 'int32') return 'int';
+  if (type === 'bool' || /^u?int\d+$/.test(type)) return 'discrete';
   return 'other';
 }
 
@@ -124,23 +126,31 @@ export class Autodiff {
     return value !== '' && this.dependent.has(value) && this.facts.get(value)?.kind === 'float';
   }
 
-  /** Nodes between the input and the graph's outputs, in order. */
-  private onPath(): IrNode[] {
+  /** Nodes between the input and the graph's outputs, in order, and those that lead off float32 on the way (float64, float16). */
+  private paths(): { onPath: IrNode[]; offFloat: IrNode[] } {
     const reaches = new Set(this.graph.outputs);
-    const out: IrNode[] = [];
+    const onPath: IrNode[] = [];
+    const offFloat: IrNode[] = [];
     for (let i = this.graph.nodes.length - 1; i >= 0; i--) {
       const n = this.graph.nodes[i]!;
       if (!n.outputs.some((o) => reaches.has(o))) continue;
       for (const v of n.inputs) reaches.add(v);
-      if (n.inputs.some((v) => this.carries(v)) && n.outputs.some((o) => this.carries(o))) out.unshift(n);
+      if (!n.inputs.some((v) => this.carries(v))) continue;
+      if (n.outputs.some((o) => this.carries(o))) onPath.unshift(n);
+      else if (n.outputs.some((o) => this.facts.get(o)?.kind === 'other')) offFloat.unshift(n);
     }
-    return out;
+    return { onPath, offFloat };
+  }
+
+  private onPath(): IrNode[] {
+    return this.paths().onPath;
   }
 
   private check(): void {
-    const missing: UnsupportedNode[] = [];
+    const { onPath, offFloat } = this.paths();
+    const missing: UnsupportedNode[] = offFloat.map((n) => ({ op: n.op, node: n.name, reason: 'its output leaves float32, which carries the gradients' }));
     const g = new GraphBuilder('check', { opset: this.graph.opset, prefix: 'd/' });
-    for (const n of this.onPath()) {
+    for (const n of onPath) {
       const rule = n.domain === '' || n.domain === 'ai.onnx' ? RULES[n.op] : undefined;
       if (!rule || n.hasSubgraph) {
         missing.push({ op: n.domain ? `${n.domain}.${n.op}` : n.op, node: n.name, reason: 'no gradient rule' });
