@@ -5,7 +5,7 @@
  * Conventions where the derivative is not defined, chosen to be PyTorch's (and ONNX Runtime's):
  * - Relu, LeakyRelu, PRelu: the slope at 0 is the left one (Relu: 0).
  * - Clip: 0 at and beyond the bounds (PyTorch's hardtanh, which ReLU6 exports as).
- * - MaxPool: a window's gradient goes to its FIRST maximum in row-major order.
+ * - MaxPool, GlobalMaxPool: a window's gradient goes to its FIRST maximum in row-major order.
  * - ReduceMax: every element equal to the maximum gets the gradient (as tfjs's max; the maxout and
  *   DRP families use it).
  * - Abs: sign(x), 0 at 0.
@@ -433,6 +433,19 @@ const clip: Rule = (ctx, dys) => {
   return [where(ctx, cond, dyOf(ctx, dys), g.scalar(0))];
 };
 
+/** The first maximum over the spatial axes of each channel, as a one-hot mask of the input's shape. */
+const globalMaxPool: Rule = (ctx, dys) => {
+  const x = ctx.node.inputs[0]!;
+  const dims = ctx.staticDims(x, Array.from({ length: ctx.shape(x).dims.length - 1 }, (_, i) => i + 1));
+  const size = dims.slice(2).reduce((a, b) => a * b, 1);
+  const g = ctx.g;
+  const flat = g.op('Reshape', [x, g.ints([0, dims[1]!, size])]);
+  const first = g.op('ArgMax', [flat], { axis: 2, keepdims: 1, select_last_index: 0 });
+  const mask = g.op('OneHot', [first, g.ints([size]), g.weight('one_hot_values', [2], Float32Array.from([0, 1]))], { axis: -1 });
+  const spread = g.op('Mul', [g.op('Reshape', [mask, g.ints([0, dims[1]!, size])]), g.op('Reshape', [dyOf(ctx, dys), g.ints([0, dims[1]!, 1])])]);
+  return [g.op('Reshape', [spread, ctx.shapeOf(x)])];
+};
+
 /** Every op type with a rule. */
 export const RULES: Readonly<Record<string, Rule>> = {
   Identity: passThrough,
@@ -459,6 +472,21 @@ export const RULES: Readonly<Record<string, Rule>> = {
     const g = ctx.g;
     return g.op('Mul', [dy, g.op('Mul', [b, g.op('Pow', [a, g.op('Sub', [b, g.scalar(1)])])])]);
   }),
+  Mean: (ctx, dys) => {
+    const d = ctx.g.op('Div', [dyOf(ctx, dys), ctx.g.scalar(ctx.node.inputs.length)]);
+    return ctx.node.inputs.map((v, i) => (ctx.needs(i) ? ctx.unbroadcast(d, ctx.node.outputs[0]!, v) : undefined));
+  },
+  Where: (ctx, dys) => {
+    const dy = dyOf(ctx, dys);
+    const [cond, a, b] = ctx.node.inputs as [string, string, string];
+    const y = ctx.node.outputs[0]!;
+    const zero = ctx.g.scalar(0);
+    return [
+      undefined,
+      ctx.needs(1) ? ctx.unbroadcast(where(ctx, cond, dy, zero), y, a) : undefined,
+      ctx.needs(2) ? ctx.unbroadcast(where(ctx, cond, zero, dy), y, b) : undefined,
+    ];
+  },
   Sum: (ctx, dys) => ctx.node.inputs.map((v, i) => (ctx.needs(i) ? ctx.unbroadcast(dyOf(ctx, dys), ctx.node.outputs[0]!, v) : undefined)),
   Neg: unary((ctx, dy) => ctx.g.op('Neg', [dy])),
   Abs: unary((ctx, dy, x) => ctx.g.op('Mul', [dy, ctx.g.op('Sign', [x])])),
@@ -470,6 +498,18 @@ export const RULES: Readonly<Record<string, Rule>> = {
     const g = ctx.g;
     return g.op('Mul', [dy, g.op('Mul', [g.scalar(2 / Math.sqrt(Math.PI)), g.op('Exp', [g.op('Neg', [g.op('Mul', [x, x])])])])]);
   }),
+  Elu: unary((ctx, dy, x, y) => {
+    const g = ctx.g;
+    return where(ctx, g.op('Greater', [x, g.scalar(0)]), dy, g.op('Mul', [dy, g.op('Add', [y, g.scalar(ctx.node.float('alpha', 1))])]));
+  }),
+  Selu: unary((ctx, dy, x) => {
+    const g = ctx.g;
+    const gamma = ctx.node.float('gamma', 1.0507009873554805);
+    const alpha = ctx.node.float('alpha', 1.6732632423543772);
+    const negative = g.op('Mul', [dy, g.op('Mul', [g.scalar(gamma * alpha), g.op('Exp', [x])])]);
+    return where(ctx, g.op('Greater', [x, g.scalar(0)]), g.op('Mul', [dy, g.scalar(gamma)]), negative);
+  }),
+  Softplus: unary((ctx, dy, x) => ctx.g.op('Mul', [dy, ctx.g.op('Sigmoid', [x])])),
   Relu: unary((ctx, dy, x) => where(ctx, ctx.g.op('Greater', [x, ctx.g.scalar(0)]), dy, ctx.g.scalar(0))),
   LeakyRelu: unary((ctx, dy, x) =>
     where(ctx, ctx.g.op('Greater', [x, ctx.g.scalar(0)]), dy, ctx.g.op('Mul', [dy, ctx.g.scalar(ctx.node.float('alpha', 0.01))])),
@@ -505,6 +545,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   MaxPool: maxPool,
   AveragePool: averagePool,
   GlobalAveragePool: globalAveragePool,
+  GlobalMaxPool: globalMaxPool,
   ReduceSum: reduceRule(false),
   ReduceMean: reduceRule(true),
   ReduceMax: reduceMax,
