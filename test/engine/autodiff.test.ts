@@ -91,6 +91,7 @@ const CASES: Case[] = [
   { op: 'Conv', dims: [2, 7, 7], attrs: { group: 2, strides: [2, 2], pads: [1, 1, 1, 1] }, inputs: (g, x) => [x, c(g, [4, 1, 3, 3], 13), c(g, [4], 14)] },
   { op: 'Conv', dims: [3, 6, 5], attrs: { auto_pad: { string: 'SAME_UPPER' }, strides: [1, 2] }, inputs: (g, x) => [x, c(g, [2, 3, 3, 2], 15)], label: 'auto_pad' },
   { op: 'Conv', dims: [3, 8, 7], attrs: { dilations: [2, 1], pads: [1, 0, 2, 1] }, inputs: (g, x) => [x, c(g, [2, 3, 3, 2], 22)], label: 'dilations, uneven pads' },
+  { op: 'Conv', dims: [4, 5, 6], attrs: { group: 2, pads: [1, 1, 1, 1] }, inputs: (g, x) => [x, c(g, [6, 2, 3, 3], 26)], label: 'stride 1, groups: a flipped-filter Conv' },
   { op: 'ConvTranspose', dims: [2, 4, 4], attrs: { strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 1] }, inputs: (g, x) => [x, c(g, [2, 3, 3, 3], 16), c(g, [3], 17)] },
   { op: 'BatchNormalization', dims: [3, 4, 4], inputs: (g, x) => [x, c(g, [3], 18), c(g, [3], 19), c(g, [3], 20), c(g, [3], 21, 0.5, 2)] },
   { op: 'MaxPool', dims: [2, 7, 7], attrs: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] } },

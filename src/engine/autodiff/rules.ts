@@ -63,7 +63,9 @@ function dyOf(ctx: RuleContext, dys: readonly (string | undefined)[]): string {
 const reshapeBack: Rule = (ctx, dys) => [ctx.g.op('Reshape', [dyOf(ctx, dys), ctx.shapeOf(ctx.node.inputs[0]!)])];
 const passThrough: Rule = (ctx, dys) => [dyOf(ctx, dys)];
 
+/** `cond ? yes : no`; with a zero `no`, `yes · cast(cond)`, which ONNX Runtime broadcasts faster than a Where. */
 function where(ctx: RuleContext, cond: string, yes: string, no: string): string {
+  if (no === ctx.g.scalar(0)) return ctx.g.op('Mul', [yes, ctx.g.op('Cast', [cond], { to: 1 })]);
   return ctx.g.op('Where', [cond, yes, no]);
 }
 
@@ -250,9 +252,29 @@ const conv: Rule = (ctx, dys) => {
   const w = windowOf(ctx, kernel);
   const outputPadding = w.input.map((size, i) => size - ((w.output[i]! - 1) * w.strides[i]! + (kernel[i]! - 1) * w.dilations[i]! + 1 - w.begin[i]! - w.end[i]!));
   if (outputPadding.some((p) => p < 0)) ctx.fail('the convolution reads past its padded input');
+  const group = ctx.node.int('group', 1);
+  const reach = kernel.map((k, i) => (k - 1) * w.dilations[i]!);
+  if (w.strides.every((st) => st === 1) && reach.every((r, i) => r >= w.begin[i]! && r >= w.end[i]!)) {
+    // Stride 1: the input gradient is a plain convolution with the filter transposed per group and
+    // flipped, which ONNX Runtime runs about twice as fast as a ConvTranspose (folded at load).
+    const g = ctx.g;
+    const [M, Cg] = ctx.staticDims(W) as [number, number];
+    const n = kernel.length;
+    const spatial = Array.from({ length: n }, (_, i) => i + 3);
+    const swapped = g.op('Transpose', [g.op('Reshape', [W, g.ints([group, M / group, Cg, ...kernel])])], { perm: [0, 2, 1, ...spatial] });
+    const axes = Array.from({ length: n }, (_, i) => i + 2);
+    const flipped = g.op('Slice', [
+      g.op('Reshape', [swapped, g.ints([Cg * group, M / group, ...kernel])]),
+      g.ints(axes.map(() => -1)),
+      g.ints(kernel.map((k) => -k - 1)),
+      g.ints(axes),
+      g.ints(axes.map(() => -1)),
+    ]);
+    return [g.op('Conv', [dy, flipped], { group, kernel_shape: kernel, dilations: w.dilations, pads: [...reach.map((r, i) => r - w.begin[i]!), ...reach.map((r, i) => r - w.end[i]!)] })];
+  }
   return [
     ctx.g.op('ConvTranspose', [dy, W], {
-      group: ctx.node.int('group', 1),
+      group,
       kernel_shape: kernel,
       strides: w.strides,
       dilations: w.dilations,
