@@ -49,6 +49,8 @@ const CASES: Case[] = [
   { op: 'Expand', dims: [1, 4], inputs: (g, x) => [x, g.ints([1, 3, 4])] },
   { op: 'Transpose', dims: [3, 4], attrs: { perm: [0, 2, 1] } },
   { op: 'Concat', dims: [2, 3], attrs: { axis: 2 }, inputs: (g, x) => [x, x] },
+  { op: 'Gather', dims: [5, 3], attrs: { axis: 1 }, inputs: (g, x) => [x, g.ints([4, 0, -1, 2])], label: 'repeated and negative indices' },
+  { op: 'Gather', dims: [5, 3], attrs: { axis: 2 }, inputs: (g, x) => [x, scalarIndex(g, 1)], label: 'a scalar index' },
   { op: 'Split', dims: [6], attrs: { axis: 1 }, outputs: 2, inputs: (g, x) => [x, g.ints([2, 4])] },
   { op: 'Slice', dims: [5, 6], inputs: (g, x) => [x, g.ints([1, -4]), g.ints([4, 100]), g.ints([1, 2])] },
   { op: 'Pad', dims: [3, 4], inputs: (g, x) => [x, g.ints([0, 1, 2, 0, 2, 1]), g.scalar(0.5)] },
@@ -106,6 +108,11 @@ const CASES: Case[] = [
   { op: 'ReduceMax', dims: [3, 4], opset: 18, inputs: (g, x) => [x, g.ints([1])], label: 'opset 18: axes as an input' },
   { op: 'Pad', dims: [3, 4], opset: 18, inputs: (g, x) => [x, g.ints([1, 2, 0, 1]), g.scalar(0), g.ints([2, 1])], label: 'opset 18: axes as an input' },
 ];
+
+/** A rank-0 int64 index, as PyTorch writes `x[:, :, 1]`. */
+function scalarIndex(g: GraphBuilder, i: number): string {
+  return g.op('Squeeze', [g.ints([i])]);
+}
 
 const BATCH = 2;
 const H = 1e-3;

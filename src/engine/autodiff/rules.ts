@@ -468,6 +468,31 @@ const globalMaxPool: Rule = (ctx, dys) => {
   return [g.op('Reshape', [spread, ctx.shapeOf(x)])];
 };
 
+/**
+ * Gather with constant indices: its gradient sums each output slice back onto the input position it
+ * was read from, as a MatMul with a one-hot matrix `[n, D]` over the gathered axis (exact, and
+ * repeated indices add up).
+ */
+const gather: Rule = (ctx, dys) => {
+  const [data, indices] = ctx.node.inputs as [string, string];
+  if (ctx.needs(1)) ctx.fail('a Gather whose indices depend on the input has no rule');
+  const rank = ctx.shape(data).dims.length;
+  const axis = norm(ctx.node.int('axis', 0), rank);
+  const size = ctx.staticDims(data, [axis])[axis]!;
+  const picked = ctx.ints(indices).map((i) => (i < 0 ? i + size : i));
+  const q = ctx.shape(indices).dims.length;
+  const post = rank - axis - 1;
+  const g = ctx.g;
+  const oneHot = new Float32Array(picked.length * size);
+  picked.forEach((i, j) => (oneHot[j * size + i] = 1));
+  const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+  // [pre, idx, post] → [pre, post, idx] → [pre, post, n] · onehot → [pre, post, D] → [pre, D, post].
+  const moved = g.op('Transpose', [dyOf(ctx, dys)], { perm: [...range(0, axis), ...range(axis + q, post), ...range(axis, q)] });
+  const rows = q === 0 ? g.op('Unsqueeze', [moved, g.ints([axis + post])]) : g.op('Reshape', [moved, g.ints([...new Array<number>(axis + post).fill(0), picked.length])]);
+  const summed = g.op('MatMul', [rows, g.weight('gather_one_hot', [picked.length, size], oneHot)]);
+  return [g.op('Transpose', [summed], { perm: [...range(0, axis), axis + post, ...range(axis, post)] })];
+};
+
 /** Every op type with a rule. */
 export const RULES: Readonly<Record<string, Rule>> = {
   Identity: passThrough,
@@ -480,6 +505,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   Expand: (ctx, dys) => [ctx.unbroadcast(dyOf(ctx, dys), ctx.node.outputs[0]!, ctx.node.inputs[0]!)],
   Transpose: transpose,
   Concat: concat,
+  Gather: gather,
   Split: split,
   Slice: slice,
   Pad: pad,
