@@ -98,7 +98,7 @@ const CASES: Case[] = [
   { op: 'BatchNormalization', dims: [3, 4, 4], inputs: (g, x) => [x, c(g, [3], 18), c(g, [3], 19), c(g, [3], 20), c(g, [3], 21, 0.5, 2)] },
   { op: 'MaxPool', dims: [2, 7, 7], attrs: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] } },
   { op: 'MaxPool', dims: [2, 7, 7], attrs: { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }, label: 'ceil mode' },
-  { op: 'MaxPool', dims: [2, 7, 8], attrs: { kernel_shape: [2, 2], strides: [2, 2] }, label: 'a column dropped' },
+  { op: 'MaxPool', dims: [2, 7, 8], attrs: { kernel_shape: [2, 2], strides: [2, 2] }, label: 'a row dropped' },
   { op: 'MaxPool', dims: [2, 7, 7], attrs: { kernel_shape: [2, 3], strides: [2, 2], pads: [0, 1, 1, 0] }, label: 'overlapping, uneven pads' },
   { op: 'AveragePool', dims: [2, 7, 7], attrs: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] } },
   { op: 'AveragePool', dims: [2, 7, 6], attrs: { kernel_shape: [2, 3], strides: [2, 2], pads: [0, 1, 0, 1], count_include_pad: 1, ceil_mode: 1 }, label: 'padding counted, ceil mode' },
