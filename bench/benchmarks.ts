@@ -15,6 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { GraphBuilder } from '../src/engine/graph.js';
 import { createSession, floatTensor, selectProvider } from '../src/engine/ort.js';
+import { buildRunner } from '../src/engine/build.js';
 import type { EngineBenchJob, EngineBenchReport } from './engine-worker.js';
 
 export interface Benchmark {
@@ -285,4 +286,46 @@ const nativeEngine: Benchmark = {
   },
 };
 
-export const BENCHMARKS: readonly Benchmark[] = [attackSteps, evalThroughput, nativeEngine];
+/** PGD steps per second at `batch` on one runner, labels its own predictions (every row attacked). */
+async function pgdRate(runner: Awaited<ReturnType<typeof buildRunner>>, pixels: Float32Array, batch: number, dim: number, steps: number): Promise<number> {
+  const x = tf.tensor2d(pixels.subarray(0, batch * dim), [batch, dim]) as Tensor2D;
+  const scores = await runner.scores(x);
+  const y = tf.tidy(() => tf.cast(tf.argMax(scores, 1), 'int32')) as Tensor1D;
+  const attack = parseAttackSpec(`pgd:eps=0.005,steps=${steps},random=false`);
+  const t0 = performance.now();
+  const result = await attack.run(runner, x, y, { seed: 1 });
+  const seconds = (performance.now() - t0) / 1000;
+  tf.dispose([x, y, scores]);
+  return result.gradients.reduce((a, b) => a + b, 0) / batch / seconds;
+}
+
+const userWhiteBox: Benchmark = {
+  name: 'user-white-box',
+  summary: "white-box PGD steps per second at batch 128 on users' graphs (derived gradients): the PyTorch residual CNN fixture natively (tfjs cannot run an ONNX file), and the zoo's DRP CNN natively vs tfjs-wasm",
+  async run(log) {
+    await initBackend({ backend: 'wasm' });
+    const batch = 128;
+    const steps = 10;
+    const rows: Record<string, unknown>[] = [];
+    const tinted = await collect(openSource('tinted-mnist:test', { limit: batch }));
+    const resnet = await buildRunner(await loadArtifact(path.join(PACKAGE_ROOT, 'fixtures', 'onnx', 'resnet.onnx')), 'onnx');
+    const rate = await pgdRate(resnet, tinted.x, batch, 32 * 32 * 3, steps);
+    log(`resnet.onnx (32x32x3) ${resnet.engine}: ${rate.toFixed(2)} batch-${batch} PGD steps/s; tfjs: cannot run an ONNX model`);
+    rows.push({ model: 'fixtures/onnx/resnet.onnx', engine: resnet.engine, batch, pgdStepsPerSecond: rate });
+    rows.push({ model: 'fixtures/onnx/resnet.onnx', engine: 'tfjs-wasm', batch, pgdStepsPerSecond: null, reason: 'tfjs cannot run an ONNX model' });
+    resnet.dispose();
+    if (existsSync(path.join(ZOO_DIR, 'drp', 'manifest.json'))) {
+      const mnist = await collect(openSource('mnist:test', { limit: batch }));
+      for (const engine of ['onnx', 'tfjs'] as const) {
+        const runner = await buildRunner(await loadArtifact('zoo:drp'), engine);
+        const r = await pgdRate(runner, mnist.x, batch, 784, steps);
+        log(`zoo:drp (28x28x1) ${runner.engine}: ${r.toFixed(2)} batch-${batch} PGD steps/s`);
+        rows.push({ model: 'zoo:drp', engine: runner.engine, batch, pgdStepsPerSecond: r });
+        runner.dispose();
+      }
+    }
+    return { steps, rows };
+  },
+};
+
+export const BENCHMARKS: readonly Benchmark[] = [attackSteps, evalThroughput, nativeEngine, userWhiteBox];

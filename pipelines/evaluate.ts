@@ -31,7 +31,7 @@ import {
   type SourceOptions,
 } from '../src/data/index.js';
 import { Errors } from '../src/errors.js';
-import { loadArtifact, type ModelArtifact } from '../src/models/artifact.js';
+import { blackBoxReason, loadArtifact, type ModelArtifact } from '../src/models/artifact.js';
 import { parseEngineChoice, type EngineChoice } from '../src/engine/build.js';
 import { defaultZooRefs } from '../src/models/zoo.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
@@ -183,6 +183,8 @@ export interface EvalModelInfo {
   engine: string;
   /** What computes its input gradients; `none` for a black-box (ONNX) model. */
   gradient_engine: string;
+  /** Why it runs black-box (its gradient-attack pairs are skipped): the op without a gradient rule. */
+  black_box?: string;
   sha256: string;
   /** From the model's manifest, when it has one. */
   manifest?: { name: string; summary: string; accuracy: { clean: number; testImages: number; source: string }; commit: string };
@@ -402,7 +404,7 @@ async function plan(source: EvalSource, o: EvaluateOptions): Promise<Plan> {
       worstCase,
       skipped: skippedPairs(
         attacks.map((id) => parseAttackSpec(id)),
-        artifacts.map((a) => a.modelJson.format === 'onnx'),
+        artifacts.map((a) => blackBoxReason(a) !== undefined),
       ),
     },
     config,
@@ -432,6 +434,8 @@ function modelInfo(p: Plan, ready: EvalReady | undefined): EvalModelInfo[] {
       gradient_engine: m?.gradientEngine ?? '',
       sha256: p.config.models[i]!.sha256,
     };
+    const blackBox = blackBoxReason(a);
+    if (blackBox !== undefined) info.black_box = blackBox;
     if (a.manifest) {
       const { name, summary, accuracy, commit } = a.manifest;
       info.manifest = { name, summary, accuracy, commit };

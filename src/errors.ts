@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'MODEL_UNREACHABLE'
   | 'BAD_SPEC'
   | 'ATTACK_UNSUPPORTED'
+  | 'NOT_DIFFERENTIABLE'
   | 'WORKER_FAILED'
   | 'CHECKPOINT_MISMATCH'
   | 'CHECKPOINT_CORRUPT'
@@ -90,6 +91,9 @@ export const Errors = {
   /** An attack cannot run on this model (DLR on too few classes, ...). */
   attackUnsupported: (attack: string, model: string, reason: string) =>
     new AdvstreamError('ATTACK_UNSUPPORTED', `${attack} cannot attack ${model}: ${reason}`, { attack, model, reason }),
+  /** A model's graph has nodes the differentiation cannot go through: it runs black-box. */
+  notDifferentiable: (where: string, reason: string, nodes: readonly { op: string; node: string; reason: string }[]) =>
+    new AdvstreamError('NOT_DIFFERENTIABLE', `${where}: ${reason}`, { where, reason, nodes }),
   workerFailed: (reason: string, details: Record<string, unknown> = {}) =>
     new AdvstreamError('WORKER_FAILED', reason, details),
   /** A checkpoint made by another configuration (data, models, attacks, seed, batch, backend): resuming it would mix runs. */

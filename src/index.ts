@@ -47,6 +47,8 @@ export {
 export { ENGINE_CHOICES, buildRunner, parseEngineChoice, type EngineChoice } from './engine/build.js';
 export { EXPORTABLE_FAMILIES, exportFamily, type NativeGraphs, type NativeProgram } from './engine/export.js';
 export { readOnnxFile, type OnnxInputSpec, type OnnxSidecar } from './engine/onnx-file.js';
+export { userGraphs } from './engine/user-graphs.js';
+export { Autodiff, MIN_OPSET, RULES, type Rule, type RuleContext, type UnsupportedNode } from './engine/autodiff/index.js';
 export { PROVIDERS, selectProvider, type EngineName, type ProviderCandidate, type ProviderInfo, type ProviderName } from './engine/ort.js';
 export type { Family, FamilyConfig, Trainer, TrainOption } from './models/family.js';
 export { defaultZooRefs, zooModels, zooRecipes, type ZooEntry, type ZooRecipe } from './models/zoo.js';

@@ -7,11 +7,13 @@ import { Errors } from '../errors.js';
 import { httpSource } from './http.js';
 import { idxSource } from './idx.js';
 import type { SourceKind, SourceRef } from './kind.js';
+import { fashionMnistSource } from './fashion-mnist.js';
 import { mnistSource } from './mnist.js';
 import { ndjsonSource } from './ndjson.js';
 import { pngSource } from './png.js';
+import { tintedMnistSource } from './tinted-mnist.js';
 
-export const SOURCE_KINDS: readonly SourceKind[] = [mnistSource, idxSource, pngSource, ndjsonSource, httpSource];
+export const SOURCE_KINDS: readonly SourceKind[] = [mnistSource, fashionMnistSource(), tintedMnistSource, idxSource, pngSource, ndjsonSource, httpSource];
 
 const BY_SCHEME: ReadonlyMap<string, SourceKind> = new Map(
   SOURCE_KINDS.flatMap((kind) => kind.schemes.map((scheme) => [scheme, kind] as const)),

@@ -14,9 +14,10 @@ const SPLITS = {
   test: { images: 't10k-images-idx3-ubyte', labels: 't10k-labels-idx1-ubyte' },
 } as const;
 
-type Split = keyof typeof SPLITS;
+export type MnistSplit = keyof typeof SPLITS;
+export const MNIST_SPLITS = Object.keys(SPLITS) as MnistSplit[];
 
-function isSplit(name: string): name is Split {
+function isSplit(name: string): name is MnistSplit {
   return Object.hasOwn(SPLITS, name);
 }
 
@@ -28,6 +29,12 @@ function dataDir(uri: string): string {
   }
 }
 
+/** The image and label files of a split. */
+export function mnistFiles(split: MnistSplit, uri: string): { images: string; labels: string } {
+  const dir = dataDir(uri);
+  return { images: join(dir, SPLITS[split].images), labels: join(dir, SPLITS[split].labels) };
+}
+
 export const mnistSource: SourceKind = {
   schemes: ['mnist'],
   form: 'mnist:train | mnist:test',
@@ -35,12 +42,6 @@ export const mnistSource: SourceKind = {
   prepare(ref) {
     const split = ref.rest;
     if (!isSplit(split)) throw Errors.badSpec(ref.uri, `unknown MNIST split '${split}'`, Object.keys(SPLITS));
-    return (ctx) => {
-      const dir = dataDir(ref.uri);
-      return readIdx(
-        { images: join(dir, SPLITS[split].images), labels: join(dir, SPLITS[split].labels), idOf: (i) => `mnist:${split}/${i}` },
-        ctx,
-      );
-    };
+    return (ctx) => readIdx({ ...mnistFiles(split, ref.uri), idOf: (i) => `mnist:${split}/${i}` }, ctx);
   },
 };

@@ -12,7 +12,8 @@ import { tfjsRunner, type ModelRunner } from '../models/runner.js';
 import { Errors, isAdvstreamError } from '../errors.js';
 import { EXPORTABLE_FAMILIES, exportFamily, type NativeGraphs, type PlainWeights } from './export.js';
 import type { OnnxInputSpec } from './onnx-file.js';
-import { FamilyRunner, UserRunner } from './native.js';
+import { FamilyRunner } from './native.js';
+import { userGraphs } from './user-graphs.js';
 import { selectProvider, type ProviderInfo } from './ort.js';
 
 export const ENGINE_CHOICES = ['auto', 'tfjs', 'onnx'] as const;
@@ -52,7 +53,7 @@ export function plainWeights(artifact: ModelArtifact): PlainWeights {
 }
 
 /** The ONNX programs of a zoo artifact, or undefined for a family without an export. */
-export function nativeGraphsOf(artifact: ModelArtifact): NativeGraphs | undefined {
+export async function nativeGraphsOf(artifact: ModelArtifact): Promise<NativeGraphs | undefined> {
   const json = artifact.modelJson;
   if (!('family' in json) || json.format !== 'advstream' || !EXPORTABLE_FAMILIES.includes(json.family)) return undefined;
   return exportFamily(json.family, json.config, plainWeights(artifact), artifact.id);
@@ -89,15 +90,12 @@ export async function buildRunner(artifact: ModelArtifact, choice: EngineChoice)
         choice === 'tfjs' ? 'an ONNX model runs on the onnx engine only; use --engine auto or onnx' : 'ONNX Runtime does not start here',
       );
     }
-    return UserRunner.create({
-      id: artifact.id,
-      bytes: new Uint8Array(artifact.weightData),
-      spec: artifact.modelJson as OnnxInputSpec,
-      provider: ort.provider,
-    });
+    const spec = artifact.modelJson as OnnxInputSpec;
+    const graphs = await userGraphs(new Uint8Array(artifact.weightData), spec, artifact.id);
+    return FamilyRunner.create({ id: artifact.id, inputShape: spec.shape, graphs, provider: ort.provider });
   }
   if (!ort) return tfjsRunner(await buildClassifier(artifact));
-  const graphs = nativeGraphsOf(artifact);
+  const graphs = await nativeGraphsOf(artifact);
   if (!graphs) {
     if (choice === 'onnx') {
       const json = artifact.modelJson;

@@ -1,7 +1,8 @@
 /**
- * ONNX export of the zoo's families, with their backward passes written out as plain ONNX ops
- * (Gemm, Relu, Mul, ReduceMax masks…), so that ONNX Runtime computes the scores and an input
- * gradient in one run, with no training runtime.
+ * ONNX export of the zoo's families: each family writes its forward graph, and the backward
+ * passes are derived from it by the differentiation of `autodiff/` (the same that users' graphs
+ * get), so that ONNX Runtime computes the scores and an input gradient in one run, with no
+ * training runtime.
  *
  * Each family exports up to four programs, all over a symbolic batch:
  * - `scores`: x `[B, D]` → scores `[B, C]`;
@@ -14,11 +15,12 @@
  *   per-sample (the isometric penalty couples a batch's samples: it stays on tfjs); DRP's
  *   prototype L∞ loss reads the embedding, which its net exposes.
  *
- * The arithmetic mirrors the tfjs families step for step (the same x/T before the power, the same
- * repeated squaring), so that the two engines agree to float32 rounding.
+ * The arithmetic mirrors the tfjs families (the same x/T before the power, the same order of
+ * operations), so that the two engines agree to float32 rounding.
  */
 import { Errors } from '../errors.js';
-import { GraphBuilder } from './graph.js';
+import { Autodiff } from './autodiff/index.js';
+import { GraphBuilder, type Dim } from './graph.js';
 
 /** The programs a native model may offer. */
 export const NATIVE_PROGRAMS = ['scores', 'vjp', 'ce', 'model'] as const;
@@ -37,22 +39,27 @@ export interface NativeGraphs {
   inputDim: number;
   numClasses: number;
   programs: Partial<Record<NativeProgram, Uint8Array>>;
+  /** A fixed batch size the programs take (a user graph exported without a symbolic batch); absent or null: any. */
+  batch?: number | null;
+  /** Why the model has no gradient programs (it then runs black-box). */
+  blackBox?: string;
+  /** The model's own loss is cross-entropy over its scores (a user's model), not a program of its own. */
+  ownLossIsCe?: boolean;
 }
 
-/** A network built into a graph: its scores, and how to pull a score gradient back to the input. */
+/** A network's forward graph: its scores, and (DRP) the embedding its own loss reads. */
 interface Net {
   scores: string;
-  backward(dscores: string): string;
-  /** A family whose own loss is over an inner representation (DRP's embedding z) exposes it here. */
-  embedding?: { value: string; backward(dz: string): string };
+  embedding?: string;
 }
 
 /** A per-sample loss over the scores: its value `[B]` and its gradient with respect to the scores. */
-type Head = (g: GraphBuilder, scores: string, onehot: string) => { value: string; dscores: string };
+export type Head = (g: GraphBuilder, scores: string, onehot: string) => { value: string; dscores: string };
 
 interface FamilyExport {
   inputDim: number;
   numClasses: number;
+  /** Writes the forward graph from `x` `[B, D]`. */
   net(g: GraphBuilder, x: string): Net;
   /** The family's own loss, when it is per-sample and computed from the scores. */
   modelHead?: Head;
@@ -80,73 +87,36 @@ function intPow(g: GraphBuilder, x: string, k: number): string {
   return result!;
 }
 
-/** `h·W + b` forward; backward `d·Wᵀ` as a Gemm with transB, which MLAS runs without a copy. */
-function denseLayer(g: GraphBuilder, h: string, w: PlainWeight, b: PlainWeight | undefined, name: string) {
+/** `h·W + b`: a Gemm, or a MatMul without a bias. */
+function denseLayer(g: GraphBuilder, h: string, w: PlainWeight, b: PlainWeight | undefined, name: string): string {
   const W = g.weight(`${name}_w`, w.shape, w.data);
-  const out = b ? g.op('Gemm', [h, W, g.weight(`${name}_b`, b.shape, b.data)]) : g.op('MatMul', [h, W]);
-  return { out, back: (d: string) => g.op('Gemm', [d, W], { transB: 1 }) };
+  return b ? g.op('Gemm', [h, W, g.weight(`${name}_b`, b.shape, b.data)]) : g.op('MatMul', [h, W]);
 }
 
-/** A hidden layer's activation: its output, and how it carries a gradient back to its input. */
-interface Activation {
-  out: string;
-  back(d: string): string;
-}
-
-/** Dense layers `l0 … l{n−1}` with `activate` between them (none after the last), and their backward pass. */
-function denseStack(g: GraphBuilder, x: string, w: PlainWeights, layers: number, where: string, activate: (z: string, i: number) => Activation): Net {
-  const backs: ((d: string) => string)[] = [];
-  const acts: Activation[] = [];
+/** Dense layers `l0 … l{n−1}` with `activate` between them (none after the last). */
+function denseStack(g: GraphBuilder, x: string, w: PlainWeights, layers: number, where: string, activate: (z: string, i: number) => string): Net {
   let h = x;
   for (let i = 0; i < layers; i++) {
-    const layer = denseLayer(g, h, weight(w, `l${i}/w`, where), w[`l${i}/b`], `l${i}`);
-    backs.push(layer.back);
-    if (i + 1 < layers) {
-      const a = activate(layer.out, i);
-      acts.push(a);
-      h = a.out;
-    } else h = layer.out;
+    const z = denseLayer(g, h, weight(w, `l${i}/w`, where), w[`l${i}/b`], `l${i}`);
+    h = i + 1 < layers ? activate(z, i) : z;
   }
-  return {
-    scores: h,
-    backward(dscores) {
-      let d = dscores;
-      for (let i = layers - 1; i >= 0; i--) {
-        d = backs[i]!(d);
-        if (i > 0) d = acts[i - 1]!.back(d);
-      }
-      return d;
-    },
-  };
+  return { scores: h };
 }
 
 /** Dense stacks: softmax regression, the ReLU/tanh MLP, the isometric tanh MLP. */
 function stackExport(config: Record<string, unknown>, w: PlainWeights, where: string, modelHead: Head | undefined): FamilyExport {
   const hidden = (config.hidden as number[] | undefined) ?? [];
-  const activation = config.activation === 'tanh' ? 'tanh' : 'relu';
+  const activation = config.activation === 'tanh' ? 'Tanh' : 'Relu';
   const layers = hidden.length + 1;
-  const first = weight(w, 'l0/w', where);
-  const last = weight(w, `l${layers - 1}/w`, where);
   return {
-    inputDim: first.shape[0]!,
-    numClasses: last.shape[1]!,
+    inputDim: weight(w, 'l0/w', where).shape[0]!,
+    numClasses: weight(w, `l${layers - 1}/w`, where).shape[1]!,
     modelHead,
-    net: (g, x) =>
-      denseStack(g, x, w, layers, where, (z) => {
-        const a = g.op(activation === 'relu' ? 'Relu' : 'Tanh', [z]);
-        return {
-          out: a,
-          // tfjs: relu' = step(z) (0 at 0); tanh' = 1 − tanh².
-          back: (d) =>
-            activation === 'relu'
-              ? g.op('Mul', [d, g.op('Cast', [g.op('Greater', [z, g.scalar(0)])], { to: 1 })])
-              : g.op('Mul', [d, g.op('Sub', [g.scalar(1), g.op('Mul', [a, a])])]),
-        };
-      }),
+    net: (g, x) => denseStack(g, x, w, layers, where, (z) => g.op(activation, [z])),
   };
 }
 
-/** Maxout MLP: the max over consecutive pieces; its gradient goes to every piece equal to the max, as tfjs's. */
+/** Maxout MLP: the max over consecutive pieces (its gradient goes to every piece equal to the max, as tfjs's). */
 function maxoutExport(config: Record<string, unknown>, w: PlainWeights, where: string): FamilyExport {
   const units = (config.units as number[] | undefined) ?? [];
   const pieces = Number(config.pieces);
@@ -158,16 +128,8 @@ function maxoutExport(config: Record<string, unknown>, w: PlainWeights, where: s
     net: (g, x) =>
       denseStack(g, x, w, layers, where, (z, i) => {
         const u = units[i]!;
-        const z3 = g.op('Reshape', [z, g.ints([0, u, pieces])]);
-        const max = g.op('ReduceMax', [z3], { axes: [2], keepdims: 1 });
-        return {
-          out: g.op('Reshape', [max, g.ints([0, u])]),
-          back: (d) => {
-            const mask = g.op('Cast', [g.op('Equal', [z3, max])], { to: 1 });
-            const spread = g.op('Mul', [mask, g.op('Reshape', [d, g.ints([0, u, 1])])]);
-            return g.op('Reshape', [spread, g.ints([0, u * pieces])]);
-          },
-        };
+        const max = g.op('ReduceMax', [g.op('Reshape', [z, g.ints([0, u, pieces])])], { axes: [2], keepdims: 1 });
+        return g.op('Reshape', [max, g.ints([0, u])]);
       }),
   };
 }
@@ -193,6 +155,7 @@ function damExport(config: Record<string, unknown>, w: PlainWeights, where: stri
     }
     bias[mu] = -s;
   }
+  // DAM's loss Σ(tanh(c) − t)^(2m), with its exact score gradient (the head needs no differentiation).
   const head: Head = (g, scores, onehot) => {
     const t = g.op('Sub', [g.op('Mul', [onehot, g.scalar(2)]), g.scalar(1)]);
     const c = g.op('Tanh', [scores]);
@@ -211,24 +174,11 @@ function damExport(config: Record<string, unknown>, w: PlainWeights, where: stri
       const v = g.op('Sub', [g.op('Mul', [x, g.scalar(2)]), g.scalar(1)]);
       const s = g.op('Gemm', [v, XiV, g.weight('xi_c_sum', [K], bias)]);
       const on = g.op('Add', [g.op('Unsqueeze', [s, g.ints([2])]), g.weight('xi_c_2t', [K, classes], twiceT)]);
-      const rOn = g.op('Relu', [g.op('Div', [on, g.scalar(T)])]);
-      const rS = g.op('Relu', [g.op('Div', [s, g.scalar(T)])]);
-      const gain = g.op('ReduceSum', [intPow(g, rOn, n), g.ints([1])], { keepdims: 0 });
-      const base = g.op('ReduceSum', [intPow(g, rS, n), g.ints([1])], { keepdims: 1 });
-      return {
-        scores: g.op('Sub', [gain, base]),
-        backward(dscores) {
-          // rectPow's derivative n·r^(n−1), then the 1/T of x/T: the order tfjs applies them in.
-          const dOn = g.op('Div', [
-            g.op('Mul', [g.op('Unsqueeze', [dscores, g.ints([1])]), g.op('Mul', [g.scalar(n), intPow(g, rOn, n - 1)])]),
-            g.scalar(T),
-          ]);
-          const dBase = g.op('Neg', [g.op('ReduceSum', [dscores, g.ints([1])], { keepdims: 1 })]);
-          const dS = g.op('Div', [g.op('Mul', [dBase, g.op('Mul', [g.scalar(n), intPow(g, rS, n - 1)])]), g.scalar(T)]);
-          const ds = g.op('Add', [g.op('ReduceSum', [dOn, g.ints([2])], { keepdims: 0 }), dS]);
-          return g.op('Mul', [g.op('Gemm', [ds, XiV], { transB: 1 }), g.scalar(2)]);
-        },
-      };
+      // relu(u/T)^n as a Pow with a constant exponent: its rule is rectPow's exact derivative n·r^(n−1).
+      const rectPow = (u: string) => g.op('Pow', [g.op('Relu', [g.op('Div', [u, g.scalar(T)])]), g.scalar(n)]);
+      const gain = g.op('ReduceSum', [rectPow(on), g.ints([1])], { keepdims: 0 });
+      const base = g.op('ReduceSum', [rectPow(s), g.ints([1])], { keepdims: 1 });
+      return { scores: g.op('Sub', [gain, base]) };
     },
   };
 }
@@ -252,43 +202,15 @@ function convFilter(w: PlainWeight): PlainWeight {
 }
 
 /**
- * The input gradient of a 2×2, stride-2 max-pool of `act` `[B, C, side, side]` (NCHW) given the
- * output gradient `d` `[B, C, ⌊side/2⌋, ⌊side/2⌋]`: each window's gradient goes to its first maximum
- * in row-major order (the rule of PyTorch, ONNX Runtime's MaxPool indices and advstream's tfjs
- * max-pool, `maxPoolFirstMax`); a row and column the pool dropped (odd sides) get zero.
- */
-function maxPoolBackward(g: GraphBuilder, act: string, d: string, side: number, channels: number): string {
-  const half = Math.floor(side / 2);
-  const even = 2 * half;
-  const crop = even === side ? act : g.op('Slice', [act, g.ints([0, 0]), g.ints([even, even]), g.ints([2, 3])]);
-  // [B, C, h, 2, w, 2] → [B, C, h, w, 2, 2] → [B, C, h, w, 4]: each window's four values, row-major.
-  const windows = g.op('Reshape', [
-    g.op('Transpose', [g.op('Reshape', [crop, g.ints([-1, channels, half, 2, half, 2])])], { perm: [0, 1, 2, 4, 3, 5] }),
-    g.ints([-1, channels, half, half, 4]),
-  ]);
-  const isMax = g.op('Cast', [g.op('Equal', [windows, g.op('ReduceMax', [windows], { axes: [4], keepdims: 1 })])], { to: 1 });
-  // Earlier positions rank higher, so the greatest rank among the maxima is the first maximum.
-  const ranked = g.op('Mul', [isMax, g.weight('window_rank', [4], Float32Array.from([4, 3, 2, 1]))]);
-  const first = g.op('Cast', [g.op('Equal', [ranked, g.op('ReduceMax', [ranked], { axes: [4], keepdims: 1 })])], { to: 1 });
-  const spread = g.op('Mul', [first, g.op('Unsqueeze', [d, g.ints([4])])]);
-  const back = g.op('Reshape', [
-    g.op('Transpose', [g.op('Reshape', [spread, g.ints([-1, channels, half, half, 2, 2])])], { perm: [0, 1, 2, 4, 3, 5] }),
-    g.ints([-1, channels, even, even]),
-  ]);
-  return even === side ? back : g.op('Pad', [back, g.ints([0, 0, 0, 0, 0, 0, side - even, side - even])]);
-}
-
-/**
  * Deep Repulsive Prototypes: the LeNet of `families/drp.ts` (valid 3×3 conv → ReLU → 2×2 max-pool,
  * twice, then fc → ReLU → fc to the embedding z) and its prototype scores (⟨z, p_c⟩, or −‖z − p_c‖∞
  * with `predict: 'nearest'`). tfjs works in NHWC; here the graph is NCHW, the layout ONNX's Conv
  * takes, so the first dense layer's rows are permuted from (h, w, c) to (c, h, w) order at export,
- * instead of a Transpose in every run. Backward: a convolution's input gradient is the
- * ConvTranspose of the same filter; a max-pool's goes to one position per window, the FIRST maximum
- * in row-major order, the rule of PyTorch and of advstream's tfjs max-pool on every backend. Ties
- * are common on MNIST (saturated strokes give equal convolutions over whole windows: about a third
- * of the positive windows of the first layer), so the position is chosen explicitly: windows as a
- * last axis of 4, an equality mask, its first one.
+ * instead of a Transpose in every run. A max-pool's gradient goes to the FIRST maximum of each
+ * window (the rule of `autodiff/rules.ts`, PyTorch's and ONNX Runtime's); ties are common on MNIST
+ * (saturated strokes give equal convolutions over whole windows: about a third of the positive
+ * windows of the first layer), so tfjs's max-pool gradient must pick the same one for the engines
+ * to agree.
  */
 function drpExport(config: Record<string, unknown>, w: PlainWeights, where: string): FamilyExport {
   const [height, width, channels] = (config.inputShape as [number, number, number] | undefined) ?? [28, 28, 1];
@@ -329,58 +251,18 @@ function drpExport(config: Record<string, unknown>, w: PlainWeights, where: stri
     net(g, x) {
       let h = g.op('Reshape', [x, g.ints([-1, height, width, channels])]);
       h = g.op('Transpose', [h], { perm: [0, 3, 1, 2] });
-      const stages: { filter: string; pre: string; act: string; side: number; channels: number }[] = [];
-      let size = height;
       for (const layer of conv) {
         const filter = g.weight('conv_w', layer.filter.shape, layer.filter.data);
-        const pre = g.op('Conv', [h, filter, g.weight('conv_b', layer.bias.shape, layer.bias.data)], { kernel_shape: [3, 3] });
-        const act = g.op('Relu', [pre]);
-        size -= 2;
-        stages.push({ filter, pre, act, side: size, channels: layer.filter.shape[0]! });
+        const act = g.op('Relu', [g.op('Conv', [h, filter, g.weight('conv_b', layer.bias.shape, layer.bias.data)], { kernel_shape: [3, 3] })]);
         h = g.op('MaxPool', [act], { kernel_shape: [2, 2], strides: [2, 2] });
-        size = Math.floor(size / 2);
       }
       const flat = g.op('Flatten', [h], { axis: 1 });
-      const d0 = denseLayer(g, flat, { shape: fc0.shape, data: fc0Chw }, weight(w, 'fc0/b', where), 'fc0');
-      const a0 = g.op('Relu', [d0.out]);
-      const d1 = denseLayer(g, a0, weight(w, 'fc1/w', where), weight(w, 'fc1/b', where), 'fc1');
-      const z = d1.out;
-      let scores: string;
-      let scoresBack: (d: string) => string;
-      if (predict === 'inner') {
-        const p = denseLayer(g, z, { shape: [dim, classes], data: protoT }, undefined, 'protos');
-        scores = p.out;
-        scoresBack = p.back;
-      } else {
-        const diff = g.op('Sub', [g.op('Unsqueeze', [z, g.ints([1])]), g.weight('protos', [1, classes, dim], prototypes.data)]);
-        const abs = g.op('Abs', [diff]);
-        const max = g.op('ReduceMax', [abs], { axes: [2], keepdims: 1 });
-        scores = g.op('Neg', [g.op('Reshape', [max, g.ints([0, classes])])]);
-        scoresBack = (d) => {
-          // tfjs: max's gradient goes to every element equal to the max; abs's is +1 above 0, −1 at or below.
-          const mask = g.op('Cast', [g.op('Equal', [abs, max])], { to: 1 });
-          const sign = g.op('Sub', [g.op('Mul', [g.op('Cast', [g.op('Greater', [diff, g.scalar(0)])], { to: 1 }), g.scalar(2)]), g.scalar(1)]);
-          const dDiff = g.op('Mul', [g.op('Mul', [mask, sign]), g.op('Neg', [g.op('Unsqueeze', [d, g.ints([2])])])]);
-          return g.op('ReduceSum', [dDiff, g.ints([1])], { keepdims: 0 });
-        };
-      }
-      const step = (pre: string) => g.op('Cast', [g.op('Greater', [pre, g.scalar(0)])], { to: 1 });
-      const backwardEmbedding = (dz: string): string => {
-        let d = d1.back(dz);
-        d = d0.back(g.op('Mul', [d, step(d0.out)]));
-        d = g.op('Reshape', [d, g.ints([-1, filters, last, last])]);
-        for (let i = stages.length - 1; i >= 0; i--) {
-          const st = stages[i]!;
-          d = g.op('Mul', [maxPoolBackward(g, st.act, d, st.side, st.channels), step(st.pre)]);
-          d = g.op('ConvTranspose', [d, st.filter], { kernel_shape: [3, 3] });
-        }
-        return g.op('Reshape', [g.op('Transpose', [d], { perm: [0, 2, 3, 1] }), g.ints([-1, height * width * channels])]);
-      };
-      return {
-        scores,
-        backward: (dscores) => backwardEmbedding(scoresBack(dscores)),
-        embedding: { value: z, backward: backwardEmbedding },
-      };
+      const a0 = g.op('Relu', [denseLayer(g, flat, { shape: fc0.shape, data: fc0Chw }, weight(w, 'fc0/b', where), 'fc0')]);
+      const z = denseLayer(g, a0, weight(w, 'fc1/w', where), weight(w, 'fc1/b', where), 'fc1');
+      if (predict === 'inner') return { scores: denseLayer(g, z, { shape: [dim, classes], data: protoT }, undefined, 'protos'), embedding: z };
+      const diff = g.op('Sub', [g.op('Unsqueeze', [z, g.ints([1])]), g.weight('protos', [1, classes, dim], prototypes.data)]);
+      const max = g.op('ReduceMax', [g.op('Abs', [diff])], { axes: [2], keepdims: 0 });
+      return { scores: g.op('Neg', [max]), embedding: z };
     },
   };
 }
@@ -403,14 +285,14 @@ function linfPrototypeLoss(prototypes: PlainWeight): Head {
 }
 
 /** The plain softmax cross-entropy of `src/models/ops.ts` (the MLP and maxout families' own loss). */
-const plainCrossEntropy: Head = (g, scores, onehot) => {
+export const plainCrossEntropy: Head = (g, scores, onehot) => {
   const logp = g.op('LogSoftmax', [scores], { axis: 1 });
   const value = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [logp, onehot]), g.ints([1])], { keepdims: 0 })]);
   return { value, dscores: g.op('Sub', [g.op('Softmax', [scores], { axis: 1 }), onehot]) };
 };
 
 /** The attacks' cross-entropy: CE's value, and (q − e_y) with q the softmax over the wrong classes. */
-const attackCrossEntropy: Head = (g, scores, onehot) => {
+export const attackCrossEntropy: Head = (g, scores, onehot) => {
   const { value } = plainCrossEntropy(g, scores, onehot);
   const wrong = g.op('Softmax', [g.op('Sub', [scores, g.op('Mul', [onehot, g.scalar(1e30)])])], { axis: 1 });
   return { value, dscores: g.op('Sub', [wrong, onehot]) };
@@ -437,50 +319,54 @@ function familyExport(family: string, config: Record<string, unknown>, w: PlainW
 /** The families {@link exportFamily} can write. */
 export const EXPORTABLE_FAMILIES: readonly string[] = ['mlp', 'isometric', 'maxout', 'dam', 'drp'];
 
-function withHead(g: GraphBuilder, ex: FamilyExport, head: Head, on: 'scores' | 'embedding' = 'scores'): void {
-  const x = g.input('x', ['batch', ex.inputDim]);
-  const onehot = g.input('onehot', ['batch', ex.numClasses]);
-  const sign = g.input('sign', ['batch', 1]);
-  const net = ex.net(g, x);
-  const point = on === 'embedding' ? net.embedding : { value: net.scores, backward: (d: string) => net.backward(d) };
-  if (!point) throw new Error(`the ${g.name} net has no embedding for its head`);
-  const { value, dscores } = head(g, point.value, onehot);
-  g.output(net.scores, 'scores', ['batch', ex.numClasses]);
-  g.output(g.op('Mul', [value, g.op('Reshape', [sign, g.ints([-1])])]), 'value', ['batch']);
-  g.output(point.backward(g.op('Mul', [dscores, sign])), 'grad', ['batch', ex.inputDim]);
+/**
+ * A program with a loss head: x, onehot `[B, C]`, sign `[B, 1]` → scores, value `[B]` (times
+ * sign), grad `[B, D]` (of value times sign), the head reading the forward value `on` (`scores`,
+ * or DRP's `embedding`).
+ */
+export function headedProgram(ad: Autodiff, name: string, head: Head, o: { on?: string; batch: Dim; classes: number; dim: number }): Uint8Array {
+  return ad.program(name, (g, grad) => {
+    const onehot = g.input('onehot', [o.batch, o.classes]);
+    const sign = g.input('sign', [o.batch, 1]);
+    const on = o.on ?? 'scores';
+    const { value, dscores } = head(g, on, onehot);
+    g.expose('scores', [o.batch, o.classes]);
+    g.output(g.op('Mul', [value, g.op('Reshape', [sign, g.ints([-1])])]), 'value', [o.batch]);
+    g.output(grad([[on, g.op('Mul', [dscores, sign])]]), 'grad', [o.batch, o.dim]);
+  });
+}
+
+/** The scores and vector–Jacobian programs of a forward graph with input `x` and output `scores`. */
+export function scoreProgram(ad: Autodiff, name: string, o: { batch: Dim; classes: number; dim: number }): { scores: Uint8Array; vjp: Uint8Array } {
+  return {
+    scores: ad.program(`${name}-scores`, (g) => g.expose('scores', [o.batch, o.classes])),
+    vjp: ad.program(`${name}-vjp`, (g, grad) => {
+      const dscores = g.input('dscores', [o.batch, o.classes]);
+      g.expose('scores', [o.batch, o.classes]);
+      g.output(grad([['scores', dscores]]), 'grad', [o.batch, o.dim]);
+    }),
+  };
 }
 
 /**
  * Writes the ONNX programs of a zoo model from its family, config and weights.
  *
  * @example
- *   const graphs = exportFamily('mlp', config, weights, 'zoo:mlp-relu');
+ *   const graphs = await exportFamily('mlp', config, weights, 'zoo:mlp-relu');
  *   Object.keys(graphs.programs); // ['scores', 'vjp', 'ce', 'model']
  */
-export function exportFamily(family: string, config: Record<string, unknown>, weights: PlainWeights, where: string): NativeGraphs {
+export async function exportFamily(family: string, config: Record<string, unknown>, weights: PlainWeights, where: string): Promise<NativeGraphs> {
   const ex = familyExport(family, config, weights, where);
-  const programs: Partial<Record<NativeProgram, Uint8Array>> = {};
-
-  const scoring = new GraphBuilder(`${family}-scores`);
-  scoring.output(ex.net(scoring, scoring.input('x', ['batch', ex.inputDim])).scores, 'scores', ['batch', ex.numClasses]);
-  programs.scores = scoring.encode();
-
-  const vjp = new GraphBuilder(`${family}-vjp`);
-  const vx = vjp.input('x', ['batch', ex.inputDim]);
-  const dscores = vjp.input('dscores', ['batch', ex.numClasses]);
-  const vnet = ex.net(vjp, vx);
-  vjp.output(vnet.scores, 'scores', ['batch', ex.numClasses]);
-  vjp.output(vnet.backward(dscores), 'grad', ['batch', ex.inputDim]);
-  programs.vjp = vjp.encode();
-
-  const ce = new GraphBuilder(`${family}-ce`);
-  withHead(ce, ex, attackCrossEntropy);
-  programs.ce = ce.encode();
-
-  if (ex.modelHead) {
-    const model = new GraphBuilder(`${family}-model`);
-    withHead(model, ex, ex.modelHead, ex.modelHeadOn);
-    programs.model = model.encode();
-  }
+  const forward = new GraphBuilder(`${family}-forward`);
+  const net = ex.net(forward, forward.input('x', ['batch', ex.inputDim]));
+  forward.output(net.scores, 'scores', ['batch', ex.numClasses]);
+  if (net.embedding) forward.output(net.embedding, 'embedding');
+  const ad = await Autodiff.create(forward.encode(), where);
+  const shape = { batch: 'batch', classes: ex.numClasses, dim: ex.inputDim };
+  const programs: Partial<Record<NativeProgram, Uint8Array>> = {
+    ...scoreProgram(ad, family, shape),
+    ce: headedProgram(ad, `${family}-ce`, attackCrossEntropy, shape),
+  };
+  if (ex.modelHead) programs.model = headedProgram(ad, `${family}-model`, ex.modelHead, { ...shape, ...(ex.modelHeadOn === 'embedding' ? { on: 'embedding' } : {}) });
   return { family, inputDim: ex.inputDim, numClasses: ex.numClasses, programs };
 }

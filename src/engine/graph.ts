@@ -15,13 +15,24 @@ const INT64 = onnx.TensorProto.DataType.INT64;
 /** A dimension of a graph input or output: a fixed size or a named symbolic one (`batch`). */
 export type Dim = number | string;
 
-type AttrValue = number | number[] | { float: number };
+export type AttrValue = number | number[] | { float: number } | { string: string };
 
 function attribute(name: string, value: AttrValue): onnxProto.onnx.IAttributeProto {
   const T = onnx.AttributeProto.AttributeType;
   if (Array.isArray(value)) return { name, type: T.INTS, ints: value };
   if (typeof value === 'number') return { name, type: T.INT, i: value };
+  if ('string' in value) return { name, type: T.STRING, s: new TextEncoder().encode(value.string) };
   return { name, type: T.FLOAT, f: value.float };
+}
+
+/** Options of a {@link GraphBuilder}. */
+export interface GraphOptions {
+  /** The default-domain opset (default {@link OPSET}): a program derived from a user's graph keeps the graph's. */
+  opset?: number;
+  /** Prefixes every generated value name, so that generated names cannot meet those of nodes added raw. */
+  prefix?: string;
+  /** Opsets of other domains that nodes added raw use (`com.microsoft`, …). */
+  domains?: readonly { domain: string; version: number }[];
 }
 
 function valueInfo(name: string, dims: readonly Dim[], elemType = FLOAT): onnxProto.onnx.IValueInfoProto {
@@ -57,11 +68,36 @@ export class GraphBuilder {
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly constants = new Map<string, string>();
   private counter = 0;
+  readonly opset: number;
+  private readonly prefix: string;
+  private readonly domains: readonly { domain: string; version: number }[];
 
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    o: GraphOptions = {},
+  ) {
+    this.opset = o.opset ?? OPSET;
+    this.prefix = o.prefix ?? '';
+    this.domains = o.domains ?? [];
+  }
 
   private fresh(hint: string): string {
-    return `${hint}_${this.counter++}`;
+    return `${this.prefix}${hint}_${this.counter++}`;
+  }
+
+  /** Adds a node as another graph holds it (its names unchanged). */
+  raw(node: onnxProto.onnx.INodeProto): void {
+    this.nodes.push(node);
+  }
+
+  /** Adds an initializer as another graph holds it. */
+  rawInitializer(tensor: onnxProto.onnx.ITensorProto): void {
+    this.initializers.push(tensor);
+  }
+
+  /** Declares an existing value a graph output under its own name; without dims, its type is left to the graph. */
+  expose(value: string, dims?: readonly Dim[]): void {
+    this.outputs.push(dims ? valueInfo(value, dims) : { name: value });
   }
 
   input(name: string, dims: readonly Dim[]): string {
@@ -69,10 +105,10 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Declares `value` a graph output named `name` (an Identity node renames it). */
-  output(value: string, name: string, dims: readonly Dim[]): void {
+  /** Declares `value` a graph output named `name` (an Identity node renames it); without dims, its type is left to the graph. */
+  output(value: string, name: string, dims?: readonly Dim[]): void {
     this.nodes.push({ opType: 'Identity', input: [value], output: [name], name: this.fresh('out') });
-    this.outputs.push(valueInfo(name, dims));
+    this.outputs.push(dims ? valueInfo(name, dims) : { name });
   }
 
   /** A float32 initializer. */
@@ -131,7 +167,7 @@ export class GraphBuilder {
     const model = onnx.ModelProto.create({
       irVersion: onnx.Version.IR_VERSION,
       producerName: 'advstream',
-      opsetImport: [{ domain: '', version: OPSET }],
+      opsetImport: [{ domain: '', version: this.opset }, ...this.domains],
       graph: {
         name: this.name,
         node: this.nodes,

@@ -1,6 +1,8 @@
 /**
  * Models computed by ONNX Runtime, as {@link ModelRunner}s: the zoo's families from their exported
- * programs (scores and input gradients natively), and users' ONNX models (scores only: black-box).
+ * programs, and users' ONNX models from their own graphs differentiated (`user-graphs.ts`), both
+ * with scores and input gradients natively; a user graph with an op the differentiation has no
+ * rule for runs black-box.
  *
  * tfjs tensors go in and come out, so that the attacks stay one implementation: inputs are read
  * once (`await x.data()`), outputs are copied into new tensors the caller owns. Small tfjs
@@ -11,7 +13,6 @@ import { Errors } from '../errors.js';
 import type { LossName } from '../models/classifier.js';
 import { crossEntropyOfScores, throwIfStopping, type GradEvaluation, type ModelRunner, type Objective } from '../models/runner.js';
 import type { NativeGraphs, NativeProgram } from './export.js';
-import { modelInputDims, toModelInput, type OnnxInputSpec } from './onnx-file.js';
 import { createSession, floatTensor, ort, type ProviderName } from './ort.js';
 
 type Sessions = Partial<Record<NativeProgram, ort.InferenceSession>>;
@@ -28,14 +29,18 @@ async function oneHot(labels: Tensor1D, classes: number): Promise<Float32Array> 
   return out;
 }
 
-function outputOf(out: ort.InferenceSession.OnnxValueMapType, name: string): Float32Array {
+/** A program's float32 outputs by name, row-major with the batch first. */
+type Outputs = Record<string, Float32Array>;
+
+function outputOf(out: Outputs, name: string): Float32Array {
   const t = out[name];
-  if (!t || t.type !== 'float32') throw Errors.badModel(name, `the native program returned no float32 '${name}'`);
-  return t.data as Float32Array;
+  if (!t) throw Errors.badModel(name, `the native program returned no float32 '${name}'`);
+  return t;
 }
 
 export interface FamilyRunnerOptions {
   id: string;
+  /** The model's image shape (a user model's, from its input spec). */
   inputShape: readonly [number, number, number];
   graphs: NativeGraphs;
   provider: ProviderName;
@@ -48,9 +53,10 @@ export interface FamilyRunnerOptions {
 }
 
 /**
- * A zoo family's model on ONNX Runtime: scores, the attacks' cross-entropy and the family's own
- * loss with their input gradients in one run each, and any other score objective through the
- * vector–Jacobian program.
+ * A model on ONNX Runtime: scores, the attacks' cross-entropy and the model's own loss with their
+ * input gradients in one run each, and any other score objective through the vector–Jacobian
+ * program. A model without gradient programs (a user graph the differentiation cannot go through)
+ * has `gradientEngine: 'none'` and refuses gradients, saying why.
  */
 export class FamilyRunner implements ModelRunner {
   readonly engine: string;
@@ -69,7 +75,7 @@ export class FamilyRunner implements ModelRunner {
     this.family = o.graphs.family;
     this.numClasses = o.graphs.numClasses;
     this.engine = `onnx-${o.provider}`;
-    this.gradientEngine = this.engine;
+    this.gradientEngine = o.graphs.blackBox === undefined ? this.engine : 'none';
   }
 
   static async create(o: FamilyRunnerOptions): Promise<FamilyRunner> {
@@ -89,26 +95,69 @@ export class FamilyRunner implements ModelRunner {
     return Object.keys(this.sessions) as NativeProgram[];
   }
 
-  private async run(program: NativeProgram, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {
+  /**
+   * Runs a program on `rows` rows of batch-first feeds `[rows, width]`, given as [data, width]. A
+   * program of a fixed batch size runs in chunks of it, the last one padded with zeros, whose rows
+   * are dropped.
+   */
+  private async run(program: NativeProgram, rows: number, feeds: Record<string, [Float32Array, number]>): Promise<Outputs> {
     const session = this.sessions[program];
     if (!session) throw Errors.badModel(this.id, `no native '${program}' program`);
-    throwIfStopping();
-    return session.run(feeds);
+    const fixed = this.o.graphs.batch ?? undefined;
+    const chunk = fixed ?? rows;
+    const parts: Outputs[] = [];
+    for (let from = 0; from < Math.max(rows, 1); from += Math.max(chunk, 1)) {
+      const n = Math.min(chunk, rows - from);
+      const tensors: Record<string, ort.Tensor> = {};
+      for (const [name, [data, width]] of Object.entries(feeds)) {
+        const slice = data.subarray(from * width, (from + n) * width);
+        const padded = n === chunk ? slice : new Float32Array(chunk * width);
+        if (padded !== slice) padded.set(slice);
+        tensors[name] = floatTensor(padded, [chunk, width]);
+      }
+      throwIfStopping();
+      let out: ort.InferenceSession.OnnxValueMapType;
+      try {
+        out = await session.run(tensors);
+      } catch (e) {
+        throw Errors.badModel(this.id, `onnxruntime could not run the ${program} program: ${(e as Error).message.split('\n')[0]}`);
+      }
+      const part: Outputs = {};
+      for (const [name, t] of Object.entries(out)) {
+        if (t.type !== 'float32') continue;
+        const data = t.data as Float32Array;
+        part[name] = n === chunk ? data : data.slice(0, (data.length / chunk) * n);
+      }
+      parts.push(part);
+      if (rows === 0) break;
+    }
+    if (parts.length === 1) return parts[0]!;
+    const all: Outputs = {};
+    for (const name of Object.keys(parts[0]!)) {
+      const joined = new Float32Array(parts.reduce((a, p) => a + p[name]!.length, 0));
+      let at = 0;
+      for (const p of parts) {
+        joined.set(p[name]!, at);
+        at += p[name]!.length;
+      }
+      all[name] = joined;
+    }
+    return all;
   }
 
   async scores(x: Tensor2D): Promise<Tensor2D> {
-    const [b, d] = x.shape;
-    const out = await this.run('scores', { x: floatTensor(await floats(x), [b, d]) });
+    const [b] = x.shape;
+    const out = await this.run('scores', b, { x: [await floats(x), x.shape[1]] });
     return tf.tensor2d(outputOf(out, 'scores'), [b, this.numClasses]);
   }
 
   /** A program with a loss head (`ce`, `model`): value, scores and gradient in one run. */
   private async headed(program: 'ce' | 'model', x: Tensor2D, labels: Tensor1D, sign: 1 | -1): Promise<GradEvaluation> {
     const [b, d] = x.shape;
-    const out = await this.run(program, {
-      x: floatTensor(await floats(x), [b, d]),
-      onehot: floatTensor(await oneHot(labels, this.numClasses), [b, this.numClasses]),
-      sign: floatTensor(new Float32Array(b).fill(sign), [b, 1]),
+    const out = await this.run(program, b, {
+      x: [await floats(x), d],
+      onehot: [await oneHot(labels, this.numClasses), this.numClasses],
+      sign: [new Float32Array(b).fill(sign), 1],
     });
     return {
       value: tf.tensor1d(outputOf(out, 'value')),
@@ -126,6 +175,9 @@ export class FamilyRunner implements ModelRunner {
   }
 
   async gradient(objective: Objective, x: Tensor2D): Promise<GradEvaluation> {
+    if (this.o.graphs.blackBox !== undefined) {
+      throw Errors.attackUnsupported('a gradient attack', this.id, `it runs black-box (${this.o.graphs.blackBox}); black-box attacks: square`);
+    }
     if (objective.kind === 'model') {
       if (this.sessions.model) return this.headed('model', x, objective.labels, objective.sign);
       if (this.o.fallback) return this.o.fallback.gradient(objective, x);
@@ -136,11 +188,11 @@ export class FamilyRunner implements ModelRunner {
     // to the input by the vector–Jacobian program.
     const [b, d] = x.shape;
     const input = await floats(x);
-    const scoresOut = await this.run('scores', { x: floatTensor(input, [b, d]) });
+    const scoresOut = await this.run('scores', b, { x: [input, d] });
     const scores = tf.tensor2d(outputOf(scoresOut, 'scores'), [b, this.numClasses]);
     const { value, grad: dscores } = tf.tidy(() => tf.valueAndGrad((s: Tensor2D) => objective.fn(s))(scores, tf.ones([b])));
     try {
-      const out = await this.run('vjp', { x: floatTensor(input, [b, d]), dscores: floatTensor(await floats(dscores), [b, this.numClasses]) });
+      const out = await this.run('vjp', b, { x: [input, d], dscores: [await floats(dscores), this.numClasses] });
       return { value: value as Tensor1D, scores, grad: tf.tensor2d(outputOf(out, 'grad'), [b, d]) };
     } catch (e) {
       tf.dispose([value, scores]);
@@ -151,7 +203,7 @@ export class FamilyRunner implements ModelRunner {
   }
 
   async loss(name: LossName, x: Tensor2D, labels: Tensor1D): Promise<Tensor1D> {
-    if (name === 'ce') {
+    if (name === 'ce' || (this.o.graphs.ownLossIsCe && !this.sessions.model)) {
       const scores = await this.scores(x);
       const value = crossEntropyOfScores(scores, labels);
       scores.dispose();
@@ -169,98 +221,5 @@ export class FamilyRunner implements ModelRunner {
   dispose(): void {
     for (const s of Object.values(this.sessions)) void s.release();
     this.o.fallback?.dispose();
-  }
-}
-
-export interface UserRunnerOptions {
-  id: string;
-  bytes: Uint8Array;
-  spec: OnnxInputSpec;
-  provider: ProviderName;
-}
-
-/**
- * A user's ONNX model: scores only. Its graph is opaque (no backward pass can be derived from it
- * without a training runtime), so it is attacked black-box (Square), scored as a transfer target and
- * audited on its predictions; gradient attacks refuse it up front. Its losses are cross-entropy over
- * its outputs, as for user tfjs models.
- */
-export class UserRunner implements ModelRunner {
-  readonly family = 'onnx';
-  readonly engine: string;
-  readonly gradientEngine = 'none';
-  readonly classifier = undefined;
-  readonly id: string;
-  readonly inputShape: readonly [number, number, number];
-
-  private constructor(
-    private readonly o: UserRunnerOptions,
-    private readonly session: ort.InferenceSession,
-    readonly numClasses: number,
-  ) {
-    this.id = o.id;
-    this.inputShape = o.spec.shape;
-    this.engine = `onnx-${o.provider}`;
-  }
-
-  static async create(o: UserRunnerOptions): Promise<UserRunner> {
-    const session = await createSession(o.bytes, o.provider, o.id);
-    // One probe image tells the number of classes when the graph's output dims are symbolic.
-    const size = o.spec.shape[0] * o.spec.shape[1] * o.spec.shape[2];
-    const probe = await UserRunner.runRaw(session, o.spec, new Float32Array(size), 1, o.id);
-    return new UserRunner(o, session, probe.length);
-  }
-
-  /** Scores of `count` images, in chunks of the graph's fixed batch size when it has one. */
-  private static async runRaw(session: ort.InferenceSession, spec: OnnxInputSpec, pixels: Float32Array, count: number, id: string): Promise<Float32Array> {
-    const size = spec.shape[0] * spec.shape[1] * spec.shape[2];
-    const chunk = spec.batch ?? Math.max(count, 1);
-    const parts: Float32Array[] = [];
-    for (let from = 0; from < Math.max(count, 1); from += chunk) {
-      const n = Math.min(chunk, count - from);
-      // A fixed-batch graph gets its last chunk padded with zeros; the padding's scores are dropped.
-      const input = new Float32Array(chunk * size);
-      input.set(toModelInput(pixels.subarray(from * size, (from + n) * size), n, spec));
-      let out: ort.InferenceSession.OnnxValueMapType;
-      throwIfStopping();
-      try {
-        out = await session.run({ [spec.input]: floatTensor(input, modelInputDims(chunk, spec)) });
-      } catch (e) {
-        throw Errors.badModel(id, `onnxruntime could not run the model: ${(e as Error).message.split('\n')[0]}`);
-      }
-      const scores = out[spec.output];
-      if (!scores || scores.type !== 'float32') throw Errors.badModel(id, `output '${spec.output}' is not a float32 tensor`);
-      const data = scores.data as Float32Array;
-      if (data.length % chunk !== 0) throw Errors.badModel(id, `output '${spec.output}' [${scores.dims.join(', ')}] is not one row of scores per image`);
-      parts.push(data.slice(0, n * (data.length / chunk)));
-    }
-    const all = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      all.set(p, at);
-      at += p.length;
-    }
-    return all;
-  }
-
-  async scores(x: Tensor2D): Promise<Tensor2D> {
-    const [b] = x.shape;
-    const data = await UserRunner.runRaw(this.session, this.o.spec, await floats(x), b, this.id);
-    return tf.tensor2d(data, [b, this.numClasses]);
-  }
-
-  gradient(): Promise<GradEvaluation> {
-    return Promise.reject(Errors.attackUnsupported('a gradient attack', this.id, 'an ONNX model runs black-box: it offers no input gradients; black-box attacks: square'));
-  }
-
-  async loss(_name: LossName, x: Tensor2D, labels: Tensor1D): Promise<Tensor1D> {
-    const scores = await this.scores(x);
-    const value = crossEntropyOfScores(scores, labels);
-    scores.dispose();
-    return value;
-  }
-
-  dispose(): void {
-    void this.session.release();
   }
 }

@@ -18,6 +18,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { Errors } from '../errors.js';
 import { graphSignature, type Dim } from './graph.js';
+import { userGraphs } from './user-graphs.js';
 
 export const ONNX_LAYOUTS = ['nchw', 'nhwc', 'flat'] as const;
 export type OnnxLayout = (typeof ONNX_LAYOUTS)[number];
@@ -50,6 +51,12 @@ export interface OnnxInputSpec {
   /** Per channel; [0] and [1] for pixels in [0,1]. */
   mean: number[];
   std: number[];
+  /**
+   * Why the model runs black-box (its graph has an op without a gradient rule: the
+   * `NOT_DIFFERENTIABLE` message), or null: its input gradients are derived, and every attack runs
+   * on it. Settled when the model is loaded.
+   */
+  blackBox: string | null;
 }
 
 function fixed(dims: Dim[], from: number, where: string, name: string): number[] {
@@ -126,10 +133,14 @@ export function resolveOnnxInput(bytes: Uint8Array, sidecar: OnnxSidecar, where:
     batch: typeof batch === 'number' && batch > 0 ? batch : null,
     mean: perChannel(sidecar.mean, 0, 'mean'),
     std: perChannel(sidecar.std, 1, 'std'),
+    blackBox: null,
   };
 }
 
-/** Reads `file` and its optional sidecar `file.json`. */
+/**
+ * Reads `file` and its optional sidecar `file.json`, and differentiates its graph once, so that a
+ * graph with an op without a gradient rule is known (and said, in `blackBox`) before any batch.
+ */
 export async function readOnnxFile(file: string): Promise<{ bytes: Uint8Array; spec: OnnxInputSpec }> {
   let bytes: Uint8Array;
   try {
@@ -158,34 +169,7 @@ export async function readOnnxFile(file: string): Promise<{ bytes: Uint8Array; s
     }
     sidecar = parsed.data;
   }
-  return { bytes, spec: resolveOnnxInput(bytes, sidecar, file) };
-}
-
-/**
- * Pixels `[B, H·W·C]` in [0,1], row-major HWC as records carry them, in the model's layout and
- * range.
- */
-export function toModelInput(pixels: Float32Array, count: number, spec: OnnxInputSpec): Float32Array {
-  const [h, w, c] = spec.shape;
-  const out = new Float32Array(pixels.length);
-  const plane = h * w;
-  const size = plane * c;
-  for (let b = 0; b < count; b++) {
-    const base = b * size;
-    for (let p = 0; p < plane; p++) {
-      for (let k = 0; k < c; k++) {
-        const v = (pixels[base + p * c + k]! - spec.mean[k]!) / spec.std[k]!;
-        out[base + (spec.layout === 'nchw' ? k * plane + p : p * c + k)] = v;
-      }
-    }
-  }
-  return out;
-}
-
-/** The dims of one model input of `count` images. */
-export function modelInputDims(count: number, spec: OnnxInputSpec): number[] {
-  const [h, w, c] = spec.shape;
-  if (spec.layout === 'nchw') return [count, c, h, w];
-  if (spec.layout === 'nhwc') return [count, h, w, c];
-  return [count, h * w * c];
+  const spec = resolveOnnxInput(bytes, sidecar, file);
+  const graphs = await userGraphs(bytes, spec, file);
+  return { bytes, spec: { ...spec, blackBox: graphs.blackBox ?? null } };
 }

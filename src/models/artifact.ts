@@ -52,6 +52,7 @@ const onnxModelJson = z.object({
   batch: z.number().int().positive().nullable(),
   mean: z.array(z.number()),
   std: z.array(z.number()),
+  blackBox: z.string().nullable(),
 });
 /** What a `model.json` may hold (an ONNX model has no model.json: its spec comes from the graph and the sidecar). */
 const tfjsModelJson = z.union([advstreamModelJson, userModelJson]);
@@ -316,6 +317,12 @@ export async function loadArtifact(ref: string, options: LoadOptions = {}): Prom
     ? parseJson(new TextDecoder().decode(manifestBytes), manifestSchema, `${reader.where}/manifest.json`)
     : undefined;
   return { id: ref, modelJson: json, weightData, ...(manifest ? { manifest } : {}) };
+}
+
+/** Why a model offers no input gradients (an ONNX model whose graph has an op without a gradient rule), or undefined. */
+export function blackBoxReason(artifact: ModelArtifact): string | undefined {
+  const json = artifact.modelJson;
+  return 'blackBox' in json && json.blackBox !== null ? json.blackBox : undefined;
 }
 
 /** Named tensors from an artifact's weight bytes. */

@@ -169,7 +169,7 @@ async function nativeRegistered(r: (typeof REGISTERED)[number]): Promise<ModelRu
   for (const [name, t] of Object.entries(weights)) plain[name] = { shape: [...t.shape], data: Float32Array.from(t.dataSync()) };
   const classifier = f.build(`test:${r.name}`, config, weights);
   if (!EXPORTABLE_FAMILIES.includes(r.family)) return tfjsRunner(classifier);
-  const graphs = exportFamily(r.family, config, plain, classifier.id);
+  const graphs = await exportFamily(r.family, config, plain, classifier.id);
   return FamilyRunner.create({ id: classifier.id, inputShape: classifier.inputShape, graphs, provider: 'cpu', fallback: tfjsRunner(classifier) });
 }
 

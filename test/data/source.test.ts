@@ -35,6 +35,8 @@ afterAll(() => server.close());
 const SAMPLES: Record<string, () => { uri: string; options?: SourceOptions }> = {
   https: () => ({ uri: HTTP_SAMPLE }),
   mnist: () => ({ uri: 'mnist:test', options: { limit: 50 } }),
+  'fashion-mnist': () => ({ uri: 'fashion-mnist:test', options: { limit: 50 } }),
+  'tinted-mnist': () => ({ uri: 'tinted-mnist:test', options: { limit: 50 } }),
   idx: () => {
     const images = join(tmp.dir, 'c.idx.gz');
     const labels = join(tmp.dir, 'c-labels.idx');
@@ -103,7 +105,7 @@ describe('source registry', () => {
         return e;
       }
     })();
-    expect(unknown).toMatchObject({ code: 'BAD_SPEC', details: { valid: ['mnist:', 'idx:', 'png:', 'ndjson:', 'https:', 'http:'] } });
+    expect(unknown).toMatchObject({ code: 'BAD_SPEC', details: { valid: ['mnist:', 'fashion-mnist:', 'tinted-mnist:', 'idx:', 'png:', 'ndjson:', 'https:', 'http:'] } });
     expect(() => openSource('just-a-path.idx')).toThrow(expect.objectContaining({ code: 'BAD_SPEC' }));
   });
 });

@@ -24,6 +24,11 @@ export interface TorchLikeOptions {
   dims?: number[];
   /** Write the sidecar (default true). */
   sidecar?: Record<string, unknown> | false;
+  /**
+   * Put an op without a gradient rule after the hidden ReLU (a one-input `Max`, the identity), so
+   * that the model runs black-box: for the tests of how black-box models are attacked and reported.
+   */
+  opaque?: boolean;
 }
 
 /** Writes `dir/NAME.onnx` (and its sidecar) and returns the file path. */
@@ -50,7 +55,8 @@ export async function writeTorchLikeMlp(dir: string, name: string, o: TorchLikeO
   const g = new GraphBuilder('torch_jit');
   const batch = o.batch ?? 'batch_size';
   const x = g.input('input.1', [batch, ...dims]);
-  const h = g.op('Relu', [g.op('Gemm', [g.op('Flatten', [x], { axis: 1 }), g.weight('fc1.weight', [hidden, flat], fc1), g.weight('fc1.bias', [hidden], bias1)], { transB: 1 })]);
+  const relu = g.op('Relu', [g.op('Gemm', [g.op('Flatten', [x], { axis: 1 }), g.weight('fc1.weight', [hidden, flat], fc1), g.weight('fc1.bias', [hidden], bias1)], { transB: 1 })]);
+  const h = o.opaque ? g.op('Max', [relu]) : relu;
   const logits = g.op('Gemm', [h, g.weight('fc2.weight', [classes, hidden], fc2), g.weight('fc2.bias', [classes], Float32Array.from(b1.data))], { transB: 1 });
   g.output(logits, 'logits', [batch, classes]);
   await mkdir(dir, { recursive: true });

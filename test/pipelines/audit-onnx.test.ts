@@ -59,7 +59,7 @@ function mean(values: readonly number[]): number {
 beforeAll(async () => {
   m = await auditModels();
   dir = await scratchDir('audit-onnx');
-  onnx = await writeTorchLikeMlp(dir, 'torch-mlp');
+  onnx = await writeTorchLikeMlp(dir, 'torch-mlp', { opaque: true });
   zoo = await loadClassifier('zoo:mlp-relu');
   clean = await mnistRecords((p) => p % 2 === 1, N);
   // Adversarials made white-box on the tfjs twin of the ONNX network: the same function, so they

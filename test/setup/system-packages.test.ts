@@ -10,7 +10,7 @@ function machine(present: string[], over: Partial<Machine> = {}): Machine {
 
 describe('the suite\'s Debian packages', () => {
   it('lists chromium and its fonts, each with the path the tests rely on', () => {
-    expect(SYSTEM_PACKAGES.map((p) => p.name)).toEqual(['chromium', 'fonts-liberation']);
+    expect(SYSTEM_PACKAGES.map((p) => p.name)).toEqual(['chromium', 'fonts-liberation', 'dataset-fashion-mnist']);
     expect(SYSTEM_PACKAGES.find((p) => p.name === 'chromium')?.provides).toBe('/usr/bin/chromium');
   });
 

@@ -21,6 +21,7 @@ export interface SystemPackage {
 export const SYSTEM_PACKAGES: readonly SystemPackage[] = [
   { name: 'chromium', provides: '/usr/bin/chromium', neededBy: 'test/report/browser.test.ts opens the HTML report in it' },
   { name: 'fonts-liberation', provides: '/usr/share/fonts/truetype/liberation', neededBy: 'chromium renders the report with its fonts' },
+  { name: 'dataset-fashion-mnist', provides: '/usr/share/datasets/fashion-mnist', neededBy: 'test/data/colour-sources.test.ts reads fashion-mnist:train|test from it' },
 ];
 
 /** The environment a plan is made for; a value, so that tests can describe any machine. */
