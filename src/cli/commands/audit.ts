@@ -9,7 +9,10 @@ import {
   audit,
   DEFAULT_CALIBRATION_DATA,
   DEFAULT_DETECTORS,
+  DEFAULT_ALARM_FALSE_RATE,
+  DEFAULT_ALARM_MARGIN,
   DEFAULT_FPR,
+  type AlarmOptions,
   type AuditEvent,
   type AuditorOptions,
   type AuditSummaryEvent,
@@ -155,6 +158,26 @@ interface AuditFlags extends AuditorFlags {
   rejects?: string;
   onBadRecord: string;
   statsEvery: string;
+  alarmMargin?: string;
+  alarmFalseRate?: string;
+  groupBy?: string;
+}
+
+/** Alarms are on when any of their flags is given. */
+function alarmOptions(flags: AuditFlags): AlarmOptions | undefined {
+  if (flags.alarmMargin === undefined && flags.alarmFalseRate === undefined && flags.groupBy === undefined) return undefined;
+  const margin = finiteNumber('--alarm-margin', flags.alarmMargin);
+  const falseAlarmRate = finiteNumber('--alarm-false-rate', flags.alarmFalseRate);
+  if (margin !== undefined && !(margin > 0 && margin < 1)) throw Errors.badArgument(`--alarm-margin must be in (0, 1), got '${flags.alarmMargin}'`);
+  if (falseAlarmRate !== undefined && !(falseAlarmRate > 0 && falseAlarmRate < 1)) {
+    throw Errors.badArgument(`--alarm-false-rate must be in (0, 1), got '${flags.alarmFalseRate}'`);
+  }
+  if (flags.groupBy !== undefined && !flags.groupBy.trim()) throw Errors.badArgument('--group-by needs a field name');
+  return {
+    ...(margin !== undefined && { margin }),
+    ...(falseAlarmRate !== undefined && { falseAlarmRate }),
+    ...(flags.groupBy !== undefined && { groupBy: flags.groupBy.trim() }),
+  };
 }
 
 export function registerAudit(program: Command): void {
@@ -171,6 +194,9 @@ export function registerAudit(program: Command): void {
     .option('--rejects <file>', 'write each unreadable record to FILE as a JSON line')
     .option('--on-bad-record <policy>', 'skip (count an unreadable record, go on) or fail (stop at the first)', 'skip')
     .option('--stats-every <when>', 'a summary line every time span (2s) or batch count (10batches)', '2s')
+    .option('--alarm-margin <rate>', `alarm when the flag rate exceeds the calibrated rate by this much (default ${DEFAULT_ALARM_MARGIN}; any alarm flag turns alarms on)`)
+    .option('--alarm-false-rate <rate>', `expected false alarms per clean record, at most (default ${DEFAULT_ALARM_FALSE_RATE})`)
+    .option('--group-by <field>', 'test each value of this NDJSON record field on its own (default: the whole stream)')
     .addHelpText('after', sourcesHelp)
     .action(async (flags: AuditFlags) => {
       const onBadRecord = flags.onBadRecord;
@@ -179,6 +205,7 @@ export function registerAudit(program: Command): void {
       const limit = nonNegativeInt('--limit', flags.limit);
       const offset = nonNegativeInt('--offset', flags.offset);
       const options = auditorOptions(flags);
+      const alarms = alarmOptions(flags);
       // The source URI is checked before FILE is created; rejects reach FILE through `sink`.
       openSource(flags.data);
       let rejectFile: RejectFile | undefined;
@@ -188,6 +215,7 @@ export function registerAudit(program: Command): void {
       const stop = new AbortController();
       let final: AuditSummaryEvent | undefined;
       let bar: cliProgress.SingleBar | undefined;
+      let alarmCount = 0;
 
       const events = audit(
         { uri: flags.data, ...(limit !== undefined && { limit }), ...(offset !== undefined && { offset }) },
@@ -198,6 +226,7 @@ export function registerAudit(program: Command): void {
           onBadRecord,
           ...(flags.rejects !== undefined && { rejects: sink }),
           provenance: { command: commandLine(), commit: gitCommit() },
+          ...(alarms && { alarms }),
         },
       );
       const handle = (e: AuditEvent) => {
@@ -221,6 +250,14 @@ export function registerAudit(program: Command): void {
             bar?.update(0, { line: summaryText(e) });
             if (e.final) final = e;
             break;
+          case 'alarm':
+            out.write(e);
+            alarmCount++;
+            process.stderr.write(
+              `advstream audit: alarm${e.group_by ? ` ${e.group_by}=${e.overflow ? '(overflow)' : String(e.group)}` : ''}: ` +
+                `${e.window.flagged}/${e.window.records} flagged (${pct(e.window.rate)}) over ${e.window.first_id}…${e.window.last_id}, calibrated ${pct(e.p0)}\n`,
+            );
+            break;
         }
       };
 
@@ -232,7 +269,7 @@ export function registerAudit(program: Command): void {
         out.close();
         await rejectFile?.close();
       }
-      if (final) process.stderr.write(`advstream audit: ${summaryText(final)}\n`);
+      if (final) process.stderr.write(`advstream audit: ${summaryText(final)}${alarms ? ` · ${alarmCount} alarm(s)` : ''}\n`);
       if (interrupted) process.exitCode = interrupted === 'SIGINT' ? 130 : 143;
     });
 }
