@@ -16,8 +16,6 @@ import { BernoulliCusum, type CusumAlarm } from '../src/stats/index.js';
 import type { AuditEvent, AuditStartEvent } from './audit.js';
 import type { AuditVerdict } from './auditor.js';
 
-/** The default rise over the calibrated rate to detect. */
-export const DEFAULT_ALARM_MARGIN = 0.04;
 /** The default stated false alarms per clean record: about one per million clean records, at most. */
 export const DEFAULT_ALARM_FALSE_RATE = 1e-6;
 export const DEFAULT_MAX_GROUPS = 1000;
@@ -25,7 +23,10 @@ export const DEFAULT_MAX_GROUPS = 1000;
 export const MAX_GROUP_KEY = 256;
 
 export interface AlarmOptions {
-  /** The rise of the flag rate over p0 to detect (p1 = p0 + margin); default {@link DEFAULT_ALARM_MARGIN}. */
+  /**
+   * The rise of the flag rate over p0 to detect (p1 = p0 + margin); default p0 itself, an alarm at
+   * twice the clean rate (for p0 ≥ 1/3, half the way to 1).
+   */
   margin?: number;
   /** Expected false alarms per clean record, at most; default {@link DEFAULT_ALARM_FALSE_RATE}. */
   falseAlarmRate?: number;
@@ -51,11 +52,18 @@ export interface AuditAlarmEvent extends CusumAlarm {
 /**
  * The flag rate of clean records under a plan: the calibrated rate for a combined score or a single
  * detector; for several detectors without one, the decision is any detector's flag, so the
- * union bound `min(n × fpr, 1/2)`, which keeps the test's false-alarm bound valid.
+ * union bound `n × fpr`, which keeps the test's false-alarm bound valid.
  */
 export function cleanFlagRate(info: Pick<AuditStartEvent, 'fpr' | 'detectors' | 'combined'>): number {
   if (info.combined !== null || info.detectors.length <= 1) return info.fpr;
-  return Math.min(info.detectors.length * info.fpr, 0.5);
+  const p0 = info.detectors.length * info.fpr;
+  if (p0 >= 1) throw Errors.badArgument(`alarms need a clean flag rate below 1; ${info.detectors.length} detectors at fpr ${info.fpr} without a combined score may flag every record`);
+  return p0;
+}
+
+/** The default margin for a clean rate p0. */
+export function defaultMargin(p0: number): number {
+  return Math.min(p0, (1 - p0) / 2);
 }
 
 /** The tests of every group of one audit. */
@@ -70,7 +78,7 @@ export class AlarmMonitor {
 
   constructor(p0: number, options: AlarmOptions = {}) {
     this.p0 = p0;
-    this.margin = options.margin ?? DEFAULT_ALARM_MARGIN;
+    this.margin = options.margin ?? defaultMargin(p0);
     this.falseAlarmRate = options.falseAlarmRate ?? DEFAULT_ALARM_FALSE_RATE;
     this.groupBy = options.groupBy ?? null;
     this.maxGroups = options.maxGroups ?? DEFAULT_MAX_GROUPS;

@@ -10,6 +10,7 @@ import {
   alarmsOf,
   cleanFlagRate,
   createAlarmStream,
+  defaultMargin,
   MAX_GROUP_KEY,
   withAlarms,
   type AuditAlarmEvent,
@@ -87,6 +88,12 @@ describe('cleanFlagRate', () => {
     expect(cleanFlagRate({ fpr: 0.01, detectors: ['a', 'b'], combined: 'combined' })).toBe(0.01);
     expect(cleanFlagRate({ fpr: 0.01, detectors: ['a'], combined: null })).toBe(0.01);
     expect(cleanFlagRate({ fpr: 0.01, detectors: ['a', 'b', 'c'], combined: null })).toBeCloseTo(0.03, 12);
+    expect(() => cleanFlagRate({ fpr: 0.5, detectors: ['a', 'b'], combined: null })).toThrow(/below 1/);
+  });
+
+  it('the default margin doubles the clean rate (half the way to 1 for a high one)', () => {
+    expect(new AlarmMonitor(0.01).margin).toBe(0.01);
+    expect(defaultMargin(0.6)).toBeCloseTo(0.2, 12);
   });
 });
 

@@ -10,7 +10,6 @@ import {
   DEFAULT_CALIBRATION_DATA,
   DEFAULT_DETECTORS,
   DEFAULT_ALARM_FALSE_RATE,
-  DEFAULT_ALARM_MARGIN,
   DEFAULT_FPR,
   type AlarmOptions,
   type AuditEvent,
@@ -194,7 +193,7 @@ export function registerAudit(program: Command): void {
     .option('--rejects <file>', 'write each unreadable record to FILE as a JSON line')
     .option('--on-bad-record <policy>', 'skip (count an unreadable record, go on) or fail (stop at the first)', 'skip')
     .option('--stats-every <when>', 'a summary line every time span (2s) or batch count (10batches)', '2s')
-    .option('--alarm-margin <rate>', `alarm when the flag rate exceeds the calibrated rate by this much (default ${DEFAULT_ALARM_MARGIN}; any alarm flag turns alarms on)`)
+    .option('--alarm-margin <rate>', `alarm when the flag rate exceeds the calibrated rate by this much (default: the calibrated rate itself, an alarm at twice it; any alarm flag turns alarms on)`)
     .option('--alarm-false-rate <rate>', `expected false alarms per clean record, at most (default ${DEFAULT_ALARM_FALSE_RATE})`)
     .option('--group-by <field>', 'test each value of this NDJSON record field on its own (default: the whole stream)')
     .addHelpText('after', sourcesHelp)
