@@ -148,7 +148,21 @@ function summaryText(e: AuditSummaryEvent): string {
   );
 }
 
-interface AuditFlags extends AuditorFlags {
+/** The alarm flags of `audit` and `serve`. */
+export interface AlarmFlags {
+  alarmMargin?: string;
+  alarmFalseRate?: string;
+  groupBy?: string;
+}
+
+export function addAlarmFlags(command: Command): Command {
+  return command
+    .option('--alarm-margin <rate>', 'alarm when the flag rate exceeds the calibrated rate by this much (default: the calibrated rate itself, an alarm at twice it; any alarm flag turns alarms on)')
+    .option('--alarm-false-rate <rate>', `expected false alarms per clean record, at most (default ${DEFAULT_ALARM_FALSE_RATE})`)
+    .option('--group-by <field>', 'test each value of this NDJSON record field on its own (default: the whole stream)');
+}
+
+interface AuditFlags extends AuditorFlags, AlarmFlags {
   data: string;
   out?: string;
   flaggedOnly?: boolean;
@@ -157,13 +171,10 @@ interface AuditFlags extends AuditorFlags {
   rejects?: string;
   onBadRecord: string;
   statsEvery: string;
-  alarmMargin?: string;
-  alarmFalseRate?: string;
-  groupBy?: string;
 }
 
 /** Alarms are on when any of their flags is given. */
-function alarmOptions(flags: AuditFlags): AlarmOptions | undefined {
+export function alarmOptions(flags: AlarmFlags): AlarmOptions | undefined {
   if (flags.alarmMargin === undefined && flags.alarmFalseRate === undefined && flags.groupBy === undefined) return undefined;
   const margin = finiteNumber('--alarm-margin', flags.alarmMargin);
   const falseAlarmRate = finiteNumber('--alarm-false-rate', flags.alarmFalseRate);
@@ -180,12 +191,12 @@ function alarmOptions(flags: AuditFlags): AlarmOptions | undefined {
 }
 
 export function registerAudit(program: Command): void {
-  addAuditorFlags(
+  addAlarmFlags(addAuditorFlags(
     program
       .command('audit')
       .description('audit images for adversarial perturbations: one NDJSON verdict per record (scores, flags, predictions, evidence) and periodic summaries')
       .requiredOption('--data <source>', 'the images: a source URI (see below)'),
-  )
+  ))
     .option('--out <file>', 'NDJSON verdict and summary lines (default: stdout)')
     .option('--flagged-only', 'write only the verdicts of flagged records (summaries still)')
     .option('--limit <n>', 'audit at most n records')
@@ -193,9 +204,6 @@ export function registerAudit(program: Command): void {
     .option('--rejects <file>', 'write each unreadable record to FILE as a JSON line')
     .option('--on-bad-record <policy>', 'skip (count an unreadable record, go on) or fail (stop at the first)', 'skip')
     .option('--stats-every <when>', 'a summary line every time span (2s) or batch count (10batches)', '2s')
-    .option('--alarm-margin <rate>', `alarm when the flag rate exceeds the calibrated rate by this much (default: the calibrated rate itself, an alarm at twice it; any alarm flag turns alarms on)`)
-    .option('--alarm-false-rate <rate>', `expected false alarms per clean record, at most (default ${DEFAULT_ALARM_FALSE_RATE})`)
-    .option('--group-by <field>', 'test each value of this NDJSON record field on its own (default: the whole stream)')
     .addHelpText('after', sourcesHelp)
     .action(async (flags: AuditFlags) => {
       const onBadRecord = flags.onBadRecord;
