@@ -23,7 +23,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../pipelines/train.js';
 import { BernoulliCusum } from '../src/stats/index.js';
-import { defaultMargin, DEFAULT_ALARM_FALSE_RATE } from '../pipelines/alarms.js';
+import { calibratedUpperRate, defaultMargin, DEFAULT_ALARM_FALSE_RATE } from '../pipelines/alarms.js';
 import type { AuditBenchResult } from '../pipelines/audit-bench.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 
@@ -48,18 +48,31 @@ interface Row {
 }
 
 let p0 = 0.01;
+let calibrationN: number | null = null;
 let cleanRate = 0.01;
 let rows: Row[] = [0.25, 0.5, 0.9].map((tpr) => ({ label: `assumed TPR ${tpr}`, tpr }));
 let rates = 'assumed: clean flag rate = p0 = 0.01; TPRs 0.25, 0.5, 0.9';
 if (values['audit-bench']) {
   const bench = JSON.parse(await readFile(values['audit-bench'], 'utf8')) as AuditBenchResult;
-  p0 = bench.calibration.fpr;
+  // p0 as the audit sets it: the calibrated rate's upper bound given the calibration's size.
+  let n: number | undefined;
+  if (bench.calibration.file) {
+    try {
+      n = (JSON.parse(await readFile(bench.calibration.file, 'utf8')) as { combined?: { n?: number } }).combined?.n;
+    } catch {
+      n = undefined;
+    }
+  }
+  p0 = calibratedUpperRate(bench.calibration.fpr, n);
+  calibrationN = n ?? null;
   cleanRate = bench.clean.flag_rate.combined?.p ?? p0;
   rows = bench.results.flatMap((r) => {
     const tpr = r.detectors.combined?.calibrated.tpr;
     return tpr === null || tpr === undefined ? [] : [{ label: `${r.label} @ ${r.source}`, tpr }];
   });
-  rates = `measured (${values['audit-bench']}): combined detector, clean flag rate ${cleanRate} on ${bench.clean.n} held-out images, TPR at the calibrated threshold per row`;
+  rates =
+    `measured (${values['audit-bench']}): combined detector, clean flag rate ${cleanRate} on ${bench.clean.n} held-out images, TPR at the calibrated threshold per row; ` +
+    `p0 ${p0.toFixed(4)} from fpr ${bench.calibration.fpr} and ${n === undefined ? 'no calibration size (the calibration file is gone)' : `a calibration of ${n} records`}`;
 }
 const margin = values.margin !== undefined ? Number(values.margin) : defaultMargin(p0);
 const alpha = values['false-rate'] !== undefined ? Number(values['false-rate']) : DEFAULT_ALARM_FALSE_RATE;
@@ -118,7 +131,7 @@ const clean = [falseAlarms(alpha, 20), falseAlarms(1e-3, 20)];
 const doc = {
   type: 'alarms-bench',
   date: new Date().toISOString(),
-  test: { kind: 'bernoulli-cusum', p0, p1: probe.p1, margin, false_alarm_rate: alpha, threshold: probe.threshold, detectable_rate: probe.detectableRate },
+  test: { kind: 'bernoulli-cusum', calibration_n: calibrationN, p0, p1: probe.p1, margin, false_alarm_rate: alpha, threshold: probe.threshold, detectable_rate: probe.detectableRate },
   rates,
   clean_flag_rate: cleanRate,
   warmup: WARMUP,

@@ -12,7 +12,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { Observable, type OperatorFunction } from 'rxjs';
 import { Errors } from '../src/errors.js';
-import { BernoulliCusum, type CusumAlarm } from '../src/stats/index.js';
+import { BernoulliCusum, wilson, type CusumAlarm } from '../src/stats/index.js';
 import type { AuditEvent, AuditStartEvent } from './audit.js';
 import type { AuditVerdict } from './auditor.js';
 
@@ -49,14 +49,32 @@ export interface AuditAlarmEvent extends CusumAlarm {
   alarm: number;
 }
 
+/** The one-sided 95% normal quantile. */
+const Z95_ONE_SIDED = 1.644854;
+
 /**
- * The flag rate of clean records under a plan: the calibrated rate for a combined score or a single
- * detector; for several detectors without one, the decision is any detector's flag, so the
- * union bound `n × fpr`, which keeps the test's false-alarm bound valid.
+ * The clean rate a calibration of `n` records at target `fpr` guarantees with 95% confidence: the
+ * rate at which a clean record is flagged, given this calibration's threshold, is random around
+ * `fpr` (a conformal threshold's coverage is Beta distributed, Vovk 2012), about ±√(fpr/n); the
+ * one-sided 95% Wilson bound on ⌈fpr·n⌉ of n covers it. Without a size, `fpr` itself.
  */
-export function cleanFlagRate(info: Pick<AuditStartEvent, 'fpr' | 'detectors' | 'combined'>): number {
-  if (info.combined !== null || info.detectors.length <= 1) return info.fpr;
-  const p0 = info.detectors.length * info.fpr;
+export function calibratedUpperRate(fpr: number, n: number | undefined): number {
+  if (n === undefined || !(n > 0)) return fpr;
+  return wilson(Math.min(n, Math.ceil(fpr * n)), n, Z95_ONE_SIDED).hi;
+}
+
+/**
+ * The flag rate of clean records under a plan, p0 of the alarms' test: {@link calibratedUpperRate}
+ * of the combined score, or of a single detector; for several detectors without a combined score
+ * the decision is any detector's flag, so the union bound, their sum. So the false-alarm bound
+ * holds with 95% confidence over the calibration, not only for a calibration that hit its target.
+ */
+export function cleanFlagRate(info: Pick<AuditStartEvent, 'fpr' | 'detectors' | 'combined'> & { calibration?: { n: Record<string, number> } }): number {
+  const n = info.calibration?.n ?? {};
+  if (info.combined !== null) return calibratedUpperRate(info.fpr, n.combined);
+  const sizes = Object.entries(n).filter(([k]) => k !== 'combined').map(([, v]) => v);
+  if (info.detectors.length <= 1) return calibratedUpperRate(info.fpr, sizes[0]);
+  const p0 = sizes.length === info.detectors.length ? sizes.reduce((a, m) => a + calibratedUpperRate(info.fpr, m), 0) : info.detectors.length * info.fpr;
   if (p0 >= 1) throw Errors.badArgument(`alarms need a clean flag rate below 1; ${info.detectors.length} detectors at fpr ${info.fpr} without a combined score may flag every record`);
   return p0;
 }

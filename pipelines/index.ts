@@ -59,6 +59,7 @@ export {
 export {
   AlarmMonitor,
   alarmsOf,
+  calibratedUpperRate,
   cleanFlagRate,
   createAlarmStream,
   defaultMargin,

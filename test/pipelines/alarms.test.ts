@@ -8,6 +8,7 @@ import { openSource } from '../../src/data/index.js';
 import {
   AlarmMonitor,
   alarmsOf,
+  calibratedUpperRate,
   cleanFlagRate,
   createAlarmStream,
   defaultMargin,
@@ -84,7 +85,18 @@ describe('AlarmMonitor', () => {
 });
 
 describe('cleanFlagRate', () => {
-  it('is the calibrated rate with a combined score or one detector, the union bound otherwise', () => {
+  it('is the 95% upper bound of the calibrated rate given the calibration size', () => {
+    const withN = cleanFlagRate({ fpr: 0.01, detectors: ['a', 'b'], combined: 'combined', calibration: { n: { a: 2000, b: 2000, combined: 2000 } } });
+    expect(withN).toBeCloseTo(calibratedUpperRate(0.01, 2000), 15);
+    // About fpr + 1.645·√(fpr(1−fpr)/n): 0.0137 at n = 2000; tighter with more calibration data.
+    expect(withN).toBeGreaterThan(0.0135);
+    expect(withN).toBeLessThan(0.0150);
+    expect(calibratedUpperRate(0.01, 100_000)).toBeLessThan(0.0106);
+    expect(cleanFlagRate({ fpr: 0.01, detectors: ['a'], combined: null, calibration: { n: { a: 2000 } } })).toBeCloseTo(withN, 15);
+    expect(cleanFlagRate({ fpr: 0.01, detectors: ['a', 'b'], combined: null, calibration: { n: { a: 2000, b: 2000 } } })).toBeCloseTo(2 * withN, 15);
+  });
+
+  it('without calibration sizes: the calibrated rate with a combined score or one detector, the union bound otherwise', () => {
     expect(cleanFlagRate({ fpr: 0.01, detectors: ['a', 'b'], combined: 'combined' })).toBe(0.01);
     expect(cleanFlagRate({ fpr: 0.01, detectors: ['a'], combined: null })).toBe(0.01);
     expect(cleanFlagRate({ fpr: 0.01, detectors: ['a', 'b', 'c'], combined: null })).toBeCloseTo(0.03, 12);
