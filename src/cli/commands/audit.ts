@@ -262,7 +262,7 @@ export function registerAudit(program: Command): void {
             alarmCount++;
             process.stderr.write(
               `advstream audit: alarm${e.group_by ? ` ${e.group_by}=${e.overflow ? '(overflow)' : String(e.group)}` : ''}: ` +
-                `${e.window.flagged}/${e.window.records} flagged (${pct(e.window.rate)}) over ${e.window.first_id}…${e.window.last_id}, calibrated ${pct(e.p0)}\n`,
+                `${e.window.flagged}/${e.window.records} flagged (${pct(e.window.rate)}) over ${e.window.first_id}…${e.window.last_id}, clean rate p0 ${pct(e.p0)}\n`,
             );
             break;
         }
