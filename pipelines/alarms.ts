@@ -4,7 +4,8 @@
  * `{"type":"alarm"}` event when a group's flag rate rises above the calibrated false-positive rate
  * by the margin. See docs/audit.md, "Alarms".
  *
- * Memory is bounded: at most `maxGroups` groups get their own test (a few hundred bytes each); the
+ * Memory is bounded: at most `maxGroups` groups get their own test (a few numbers, and up to four
+ * record ids: its window's and its onset's first and last, as long as the source's ids are); the
  * records of every later value, and of values longer than {@link MAX_GROUP_KEY} characters, share
  * one overflow test (`group: null, overflow: true`), so a flood of new values still raises alarms,
  * only pooled.
@@ -67,7 +68,8 @@ export function calibratedUpperRate(fpr: number, n: number | undefined): number 
  * The flag rate of clean records under a plan, p0 of the alarms' test: {@link calibratedUpperRate}
  * of the combined score, or of a single detector; for several detectors without a combined score
  * the decision is any detector's flag, so the union bound, their sum. So the false-alarm bound
- * holds with 95% confidence over the calibration, not only for a calibration that hit its target.
+ * holds with 95% confidence over the calibration (each detector's, for the sum), not only for a
+ * calibration that hit its target.
  */
 export function cleanFlagRate(info: Pick<AuditStartEvent, 'fpr' | 'detectors' | 'combined'> & { calibration?: { n: Record<string, number> } }): number {
   const n = info.calibration?.n ?? {};
