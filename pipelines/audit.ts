@@ -33,6 +33,7 @@ import { Proportion, type ProportionSummary } from '../src/stats/index.js';
 import { openAuditor, type AuditInfo, type Auditor, type AuditorOptions, type AuditVerdict } from './auditor.js';
 import type { EvalSource, SourceSpec, StatsEvery } from './evaluate.js';
 import { pooledBatches } from './operators.js';
+import { withAlarms, type AlarmOptions, type AuditAlarmEvent } from './alarms.js';
 
 export interface AuditOperatorOptions extends AuditorOptions {
   /** An open auditor to share (a server's, another stream's); else one is opened and closed with the subscription. */
@@ -275,7 +276,7 @@ export interface AuditSummaryEvent extends AuditSummary {
   provenance?: Record<string, unknown>;
 }
 
-export type AuditEvent = AuditStartEvent | AuditVerdictEvent | AuditSummaryEvent;
+export type AuditEvent = AuditStartEvent | AuditVerdictEvent | AuditSummaryEvent | AuditAlarmEvent;
 
 export interface AuditOptions extends AuditorOptions {
   /** An open auditor to share; else one is opened (and closed at the end). */
@@ -289,6 +290,8 @@ export interface AuditOptions extends AuditorOptions {
   rejects?: RejectSink;
   /** Merged into the final summary's provenance. */
   provenance?: Record<string, unknown>;
+  /** Raise dataset-level alarm events (pipelines/alarms.ts) after the verdicts that trip them. */
+  alarms?: AlarmOptions;
 }
 
 function isSpec(source: EvalSource): source is SourceSpec {
@@ -304,7 +307,7 @@ function isSpec(source: EvalSource): source is SourceSpec {
  *     .subscribe((e) => e.type === 'verdict' && e.flagged && console.log(e.id));
  */
 export function audit(source: EvalSource, options: AuditOptions = {}): Observable<AuditEvent> {
-  return new Observable<AuditEvent>((subscriber) => {
+  const events = new Observable<AuditEvent>((subscriber) => {
     let t0 = performance.now();
     const gone = new AbortController();
     let auditor: Auditor | undefined = options.auditor;
@@ -425,4 +428,5 @@ export function audit(source: EvalSource, options: AuditOptions = {}): Observabl
       void release().catch(() => {});
     };
   });
+  return options.alarms ? events.pipe(withAlarms(options.alarms)) : events;
 }

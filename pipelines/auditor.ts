@@ -4,7 +4,7 @@
  * records they give the same verdicts. Workers return raw scores; the auditor, in the main thread,
  * holds the calibration and decides.
  */
-import type { ImageRecord, Shape } from '../src/data/index.js';
+import type { ImageRecord, RecordMeta, Shape } from '../src/data/index.js';
 import { checkRecord } from '../src/data/index.js';
 import { verdict, type Calibration, type DetectorPlan, type Evidence } from '../src/detect/index.js';
 import { Errors } from '../src/errors.js';
@@ -31,6 +31,8 @@ export interface AuditVerdict {
   predictions: Record<string, number>;
   /** Each detector's evidence (predictions, divergences, flips, …). */
   evidence: Record<string, Evidence>;
+  /** The record's other fields from its source (see `ImageRecord.meta`), where it has any. */
+  meta?: RecordMeta;
 }
 
 export interface AuditorOptions extends AuditPoolOptions, CalibrationOptions {
@@ -132,7 +134,7 @@ class Gate {
 
 /** The verdicts of one scored batch. */
 export function verdictsOf(
-  records: readonly Pick<ImageRecord, 'id' | 'label'>[],
+  records: readonly Pick<ImageRecord, 'id' | 'label' | 'meta'>[],
   result: Pick<AuditTaskResult, 'scores' | 'preds' | 'evidence'>,
   calibration: Calibration,
   planIds: readonly string[],
@@ -152,6 +154,7 @@ export function verdictsOf(
       evidence: result.evidence?.[i] ?? {},
     };
     if (v.combined) out.p_values = Object.fromEntries(Object.entries(v.pValues).map(([name, p]) => [name, p[i]!]));
+    if (record.meta) out.meta = record.meta;
     return out;
   });
 }

@@ -56,6 +56,20 @@ export {
   type AuditSummaryEvent,
   type AuditVerdictEvent,
 } from './audit.js';
+export {
+  AlarmMonitor,
+  alarmsOf,
+  calibratedUpperRate,
+  cleanFlagRate,
+  createAlarmStream,
+  defaultMargin,
+  DEFAULT_ALARM_FALSE_RATE,
+  DEFAULT_MAX_GROUPS,
+  MAX_GROUP_KEY,
+  withAlarms,
+  type AlarmOptions,
+  type AuditAlarmEvent,
+} from './alarms.js';
 export { openAuditor, type AuditInfo, type Auditor, type AuditorOptions, type AuditVerdict } from './auditor.js';
 export { AUDIT_TASKS, DEFAULT_DETECTORS, type AuditPoolOptions } from './audit-pool.js';
 export {

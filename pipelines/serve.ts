@@ -6,7 +6,9 @@
  *   parser and validation), so a record the CLI accepts the service accepts, and the reasons match.
  * - `GET /healthz` → `{"status":"ok", …}` (no token needed: probes have none).
  * - `GET /metrics` → Prometheus text: requests by path and status, records audited, flags by
- *   detector, queue depth, request latency.
+ *   detector, queue depth, request latency, and with `alarms` set, alarms by group.
+ * - `GET /v1/alarms` (with `alarms` set) → `{"alarms":[…]}`, the most recent alarm events (see
+ *   pipelines/alarms.ts); the test runs over the verdicts in the order their requests finish.
  *
  * Limits, checked in this order, each before any work is done: a token, when one is set (401); the
  * body, read whole before the request may take a queue slot, within a size (413, from
@@ -31,6 +33,7 @@ import { formatShape, openSource, type ImageRecord, type Shape } from '../src/da
 import { readPngHeader } from '../src/data/png-decode.js';
 import { isAdvstreamError } from '../src/errors.js';
 import { QuantileSketch } from '../src/stats/index.js';
+import { AlarmMonitor, cleanFlagRate, type AlarmOptions, type AuditAlarmEvent } from './alarms.js';
 import type { Auditor, AuditVerdict } from './auditor.js';
 
 export interface AuditServerOptions {
@@ -57,7 +60,12 @@ export interface AuditServerOptions {
   maxPixels?: number;
   /** How deep the request's JSON may nest (the body object counts 1); default 32. */
   maxDepth?: number;
+  /** Dataset-level alarms over every request's verdicts; a response then carries the alarms its verdicts raised. */
+  alarms?: AlarmOptions;
 }
+
+/** Alarms `GET /v1/alarms` returns at most: the most recent. */
+export const RECENT_ALARMS = 100;
 
 export interface AuditServer {
   readonly server: http.Server;
@@ -85,7 +93,7 @@ class Reply extends Error {
   }
 }
 
-const KNOWN_PATHS = new Set(['/v1/audit', '/healthz', '/metrics']);
+const KNOWN_PATHS = new Set(['/v1/audit', '/v1/alarms', '/healthz', '/metrics']);
 
 function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
@@ -253,6 +261,10 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
   /** The requests whose bodies are still arriving, to cut off then. */
   const reading = new Set<IncomingMessage>();
   let closing = false;
+  const monitor = options.alarms ? new AlarmMonitor(cleanFlagRate(auditor.info), options.alarms) : undefined;
+  const recentAlarms: AuditAlarmEvent[] = [];
+  /** By group label; bounded as the monitor's groups are (maxGroups, the field's absence, the overflow). */
+  const alarmCounts = new Map<string, number>();
 
   const count = (path: string, status: number) => {
     const key = `${KNOWN_PATHS.has(path) ? path : 'other'}\u0000${status}`;
@@ -293,6 +305,7 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
       'Records flagged, by detector (each against its own calibrated threshold).',
       [...flags].map(([n, k]) => [`{detector="${escapeLabel(n)}"}`, k]),
     );
+    if (monitor) metric('advstream_alarms_total', 'counter', 'Dataset-level alarms raised, by group.', [...alarmCounts].map(([g, n]) => [`{group="${escapeLabel(g)}"}`, n]));
     metric('advstream_queue_depth', 'gauge', 'Audit requests admitted and not yet answered.', [['', depth]]);
     metric('advstream_queue_capacity', 'gauge', 'Audit requests admitted at most; more get 503.', [['', capacity]]);
     metric('advstream_request_duration_seconds', 'summary', 'Latency of audit requests answered 200.', [
@@ -344,7 +357,17 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
         for (const [name, f] of Object.entries(v.flags)) if (f) flags.set(name, (flags.get(name) ?? 0) + 1);
         if (v.flagged && auditor.plan.combined) flags.set('combined', (flags.get('combined') ?? 0) + 1);
       }
-      sendJson(res, 200, { verdicts });
+      const alarms: AuditAlarmEvent[] = [];
+      for (const v of monitor ? verdicts : []) {
+        const alarm = monitor!.add(v);
+        if (!alarm) continue;
+        alarms.push(alarm);
+        recentAlarms.push(alarm);
+        if (recentAlarms.length > RECENT_ALARMS) recentAlarms.shift();
+        const label = alarm.overflow ? '(overflow)' : (alarm.group ?? '');
+        alarmCounts.set(label, (alarmCounts.get(label) ?? 0) + 1);
+      }
+      sendJson(res, 200, monitor ? { verdicts, alarms } : { verdicts });
       const seconds = (performance.now() - t0) / 1000;
       latency.add(seconds);
       latencySum += seconds;
@@ -380,13 +403,19 @@ export function createAuditServer(options: AuditServerOptions): AuditServer {
         authorize(req);
         send(res, 200, metrics(), { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         return;
+      case '/v1/alarms':
+        if (!monitor) throw new Reply(404, 'NOT_FOUND', 'alarms are off: start the service with an alarm flag');
+        allow('GET');
+        authorize(req);
+        sendJson(res, 200, { alarms: recentAlarms });
+        return;
       case '/v1/audit':
         allow('POST');
         authorize(req);
         await auditRequest(req, res);
         return;
       default:
-        throw new Reply(404, 'NOT_FOUND', `no route ${path}; routes: POST /v1/audit, GET /healthz, GET /metrics`);
+        throw new Reply(404, 'NOT_FOUND', `no route ${path}; routes: POST /v1/audit, GET /healthz, GET /metrics${monitor ? ', GET /v1/alarms' : ''}`);
     }
   };
 

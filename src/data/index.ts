@@ -1,5 +1,5 @@
 /** The public surface of the data room: what code outside src/data/ may import. */
-export type { ImageRecord, Shape } from './record.js';
+export type { ImageRecord, RecordMeta, Shape } from './record.js';
 export { checkRecord, formatShape } from './validate.js';
 export type { Declaration, OpenContext, RawItem, RecordReader, SourceKind, SourceRef } from './kind.js';
 export { SOURCE_KINDS, parseSourceUri } from './kinds.js';

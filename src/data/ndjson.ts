@@ -16,7 +16,7 @@ import { Errors, type Location } from '../errors.js';
 import { ByteReader, fileChunks } from './byte-reader.js';
 import type { OpenContext, RawItem, SourceKind } from './kind.js';
 import { decodePng } from './png-decode.js';
-import type { Shape } from './record.js';
+import type { ImageRecord, RecordMeta, Shape } from './record.js';
 import { formatShape, sameShape } from './validate.js';
 
 /**
@@ -49,6 +49,18 @@ function describeIssues(error: z.ZodError): string {
       return `${path}: ${issue.message}`;
     })
     .join('; ');
+}
+
+const RECORD_FIELDS = new Set(['id', 'label', 'pixels', 'scale', 'shape', 'png']);
+
+/** The line's other fields whose values are strings, finite numbers or booleans; objects and arrays are not kept. */
+function metaOf(line: Record<string, unknown>): RecordMeta | undefined {
+  let meta: RecordMeta | undefined;
+  for (const [key, value] of Object.entries(line)) {
+    if (RECORD_FIELDS.has(key)) continue;
+    if (typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))) (meta ??= {})[key] = value;
+  }
+  return meta;
 }
 
 /** Turns one line of text into a candidate record, or a bad record naming the line. */
@@ -97,8 +109,11 @@ function parseLine(text: string, at: Location): RawItem {
       else return { bad: Errors.badRecord(where, `pixels[${i}]: expected a number (or null for NaN), got ${JSON.stringify(v)?.slice(0, 40) ?? typeof v}`) };
     }
   }
-  const record = { id, shape, pixels };
-  return { record: line.label === undefined ? record : { ...record, label: line.label }, where };
+  const record: ImageRecord = { id, shape, pixels };
+  if (line.label !== undefined) record.label = line.label;
+  const meta = metaOf(value as Record<string, unknown>);
+  if (meta) record.meta = meta;
+  return { record, where };
 }
 
 async function* readNdjson(path: string, ctx: OpenContext): AsyncGenerator<RawItem, void, undefined> {

@@ -7,4 +7,11 @@ export interface ImageRecord {
   label?: number;
   shape: Shape;
   pixels: Float32Array;
+  /**
+   * The source's other scalar fields of the record (an NDJSON line's `source`, `uploader`, …): passed
+   * through to the audit's verdict, where `--group-by` reads them.
+   */
+  meta?: RecordMeta;
 }
+
+export type RecordMeta = Record<string, string | number | boolean>;

@@ -28,3 +28,5 @@ export { Throughput } from './throughput.js';
 export type { ThroughputJSON, ThroughputSummary, ThroughputTask } from './throughput.js';
 export { TransferMatrix } from './transfer.js';
 export type { TransferCell, TransferJSON, TransferSummary } from './transfer.js';
+export { BernoulliCusum } from './sequential.js';
+export type { BernoulliCusumJSON, CusumAlarm, CusumOptions, FlagWindow } from './sequential.js';

@@ -9,7 +9,9 @@ import {
   audit,
   DEFAULT_CALIBRATION_DATA,
   DEFAULT_DETECTORS,
+  DEFAULT_ALARM_FALSE_RATE,
   DEFAULT_FPR,
+  type AlarmOptions,
   type AuditEvent,
   type AuditorOptions,
   type AuditSummaryEvent,
@@ -146,7 +148,21 @@ function summaryText(e: AuditSummaryEvent): string {
   );
 }
 
-interface AuditFlags extends AuditorFlags {
+/** The alarm flags of `audit` and `serve`. */
+export interface AlarmFlags {
+  alarmMargin?: string;
+  alarmFalseRate?: string;
+  groupBy?: string;
+}
+
+export function addAlarmFlags(command: Command): Command {
+  return command
+    .option('--alarm-margin <rate>', 'alarm when the flag rate exceeds the calibrated rate by this much (default: the calibrated rate itself, an alarm at twice it; any alarm flag turns alarms on)')
+    .option('--alarm-false-rate <rate>', `expected false alarms per clean record, at most (default ${DEFAULT_ALARM_FALSE_RATE})`)
+    .option('--group-by <field>', 'test each value of this NDJSON record field on its own (default: the whole stream)');
+}
+
+interface AuditFlags extends AuditorFlags, AlarmFlags {
   data: string;
   out?: string;
   flaggedOnly?: boolean;
@@ -157,13 +173,30 @@ interface AuditFlags extends AuditorFlags {
   statsEvery: string;
 }
 
+/** Alarms are on when any of their flags is given. */
+export function alarmOptions(flags: AlarmFlags): AlarmOptions | undefined {
+  if (flags.alarmMargin === undefined && flags.alarmFalseRate === undefined && flags.groupBy === undefined) return undefined;
+  const margin = finiteNumber('--alarm-margin', flags.alarmMargin);
+  const falseAlarmRate = finiteNumber('--alarm-false-rate', flags.alarmFalseRate);
+  if (margin !== undefined && !(margin > 0 && margin < 1)) throw Errors.badArgument(`--alarm-margin must be in (0, 1), got '${flags.alarmMargin}'`);
+  if (falseAlarmRate !== undefined && !(falseAlarmRate > 0 && falseAlarmRate < 1)) {
+    throw Errors.badArgument(`--alarm-false-rate must be in (0, 1), got '${flags.alarmFalseRate}'`);
+  }
+  if (flags.groupBy !== undefined && !flags.groupBy.trim()) throw Errors.badArgument('--group-by needs a field name');
+  return {
+    ...(margin !== undefined && { margin }),
+    ...(falseAlarmRate !== undefined && { falseAlarmRate }),
+    ...(flags.groupBy !== undefined && { groupBy: flags.groupBy.trim() }),
+  };
+}
+
 export function registerAudit(program: Command): void {
-  addAuditorFlags(
+  addAlarmFlags(addAuditorFlags(
     program
       .command('audit')
       .description('audit images for adversarial perturbations: one NDJSON verdict per record (scores, flags, predictions, evidence) and periodic summaries')
       .requiredOption('--data <source>', 'the images: a source URI (see below)'),
-  )
+  ))
     .option('--out <file>', 'NDJSON verdict and summary lines (default: stdout)')
     .option('--flagged-only', 'write only the verdicts of flagged records (summaries still)')
     .option('--limit <n>', 'audit at most n records')
@@ -179,6 +212,7 @@ export function registerAudit(program: Command): void {
       const limit = nonNegativeInt('--limit', flags.limit);
       const offset = nonNegativeInt('--offset', flags.offset);
       const options = auditorOptions(flags);
+      const alarms = alarmOptions(flags);
       // The source URI is checked before FILE is created; rejects reach FILE through `sink`.
       openSource(flags.data);
       let rejectFile: RejectFile | undefined;
@@ -188,6 +222,7 @@ export function registerAudit(program: Command): void {
       const stop = new AbortController();
       let final: AuditSummaryEvent | undefined;
       let bar: cliProgress.SingleBar | undefined;
+      let alarmCount = 0;
 
       const events = audit(
         { uri: flags.data, ...(limit !== undefined && { limit }), ...(offset !== undefined && { offset }) },
@@ -198,6 +233,7 @@ export function registerAudit(program: Command): void {
           onBadRecord,
           ...(flags.rejects !== undefined && { rejects: sink }),
           provenance: { command: commandLine(), commit: gitCommit() },
+          ...(alarms && { alarms }),
         },
       );
       const handle = (e: AuditEvent) => {
@@ -221,6 +257,14 @@ export function registerAudit(program: Command): void {
             bar?.update(0, { line: summaryText(e) });
             if (e.final) final = e;
             break;
+          case 'alarm':
+            out.write(e);
+            alarmCount++;
+            process.stderr.write(
+              `advstream audit: alarm${e.group_by ? ` ${e.group_by}=${e.overflow ? '(overflow)' : String(e.group)}` : ''}: ` +
+                `${e.window.flagged}/${e.window.records} flagged (${pct(e.window.rate)}) over ${e.window.first_id}…${e.window.last_id}, clean rate p0 ${pct(e.p0)}\n`,
+            );
+            break;
         }
       };
 
@@ -232,7 +276,7 @@ export function registerAudit(program: Command): void {
         out.close();
         await rejectFile?.close();
       }
-      if (final) process.stderr.write(`advstream audit: ${summaryText(final)}\n`);
+      if (final) process.stderr.write(`advstream audit: ${summaryText(final)}${alarms ? ` · ${alarmCount} alarm(s)` : ''}\n`);
       if (interrupted) process.exitCode = interrupted === 'SIGINT' ? 130 : 143;
     });
 }

@@ -3,9 +3,9 @@ import { Errors } from '../../errors.js';
 import { createAuditServer, openAuditor } from '../../../pipelines/index.js';
 import { nonNegativeInt, positiveInt } from '../args.js';
 import { writeJson } from '../output.js';
-import { addAuditorFlags, auditorOptions, sourcesHelp, type AuditorFlags } from './audit.js';
+import { addAlarmFlags, addAuditorFlags, alarmOptions, auditorOptions, sourcesHelp, type AlarmFlags, type AuditorFlags } from './audit.js';
 
-interface ServeFlags extends AuditorFlags {
+interface ServeFlags extends AuditorFlags, AlarmFlags {
   port: string;
   host: string;
   token?: string;
@@ -32,7 +32,7 @@ export function parseBytes(flag: string, text: string): number {
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 export function registerServe(program: Command): void {
-  addAuditorFlags(
+  addAlarmFlags(addAuditorFlags(
     program
       .command('serve')
       .description('serve the audit over HTTP: POST /v1/audit, GET /healthz, GET /metrics (Prometheus)')
@@ -46,7 +46,7 @@ export function registerServe(program: Command): void {
       .option('--max-pixels <n>', "decoded pixel values (h x w x c, all records) per request; more get 413", String(2 ** 22))
       .option('--max-connections <n>', 'open connections at most', '256')
       .option('--shutdown-timeout <ms>', 'on SIGINT/SIGTERM, time the requests in hand get before they are aborted', '30000'),
-  )
+  ))
     .addHelpText('after', sourcesHelp)
     .action(async (flags: ServeFlags) => {
       const port = nonNegativeInt('--port', flags.port)!;
@@ -62,8 +62,15 @@ export function registerServe(program: Command): void {
       const shutdownMs = positiveInt('--shutdown-timeout', flags.shutdownTimeout)!;
       const token = flags.token ?? process.env.ADVSTREAM_TOKEN;
       if (token !== undefined && token.trim() === '') throw Errors.badArgument('the token is empty');
+      const alarms = alarmOptions(flags);
       const auditor = await openAuditor(auditorOptions(flags));
-      const service = createAuditServer({ auditor, maxBody, queue, ...limits, ...(token !== undefined ? { token } : {}) });
+      let service;
+      try {
+        service = createAuditServer({ auditor, maxBody, queue, ...limits, ...(token !== undefined ? { token } : {}), ...(alarms && { alarms }) });
+      } catch (e) {
+        await auditor.close();
+        throw e;
+      }
       let address;
       try {
         address = await service.listen(port, flags.host);
