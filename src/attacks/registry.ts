@@ -9,6 +9,7 @@ import type { Attack, AttackKind } from './base.js';
 import { CW_PARAMS, L2CarliniWagner } from './carlini-wagner.js';
 import { DAM_BOUNDARY_PARAMS, LinfDamBoundary } from './dam-boundary.js';
 import { DeepFool, DEEPFOOL_PARAMS } from './deepfool.js';
+import { Fab, FAB_PARAMS, FabT, FAB_T_PARAMS } from './fab.js';
 import { FGM_PARAMS, FGSM_PARAMS, L2Fgm, LinfFgsm } from './fgsm.js';
 import { MIN_EPSILON_PARAMS, MinimalEpsilon } from './min-epsilon.js';
 import {
@@ -21,7 +22,7 @@ import {
   type ParamValues,
   type ResolvedParams,
 } from './params.js';
-import { BIM_PARAMS, L2Pgd, LinfBim, LinfMiFgsm, LinfPgd, MIFGSM_PARAMS, PGD_PARAMS } from './pgd.js';
+import { BIM_PARAMS, L1Pgd, L2Pgd, LinfBim, LinfMiFgsm, LinfPgd, MIFGSM_PARAMS, PGD_PARAMS } from './pgd.js';
 import { SquareAttack, SQUARE_PARAMS } from './square.js';
 
 /** One registered attack: its name, what it is, its parameters, and how to build it. */
@@ -55,9 +56,9 @@ export const ATTACKS: readonly AttackEntry[] = [
   entry({
     name: 'pgd',
     kind: 'fixed-epsilon',
-    summary: 'PGD with random start and restarts, Madry et al. 2018; L∞ or L2',
+    summary: 'PGD with random start and restarts, Madry et al. 2018; L∞, L2, or L1 with SLIDE steps (Tramèr & Boneh 2019); targeted with target=random|next|least|k',
     params: PGD_PARAMS,
-    create: ({ norm, ...p }) => (norm === 'l2' ? new L2Pgd(p) : new LinfPgd(p)),
+    create: ({ norm, ...p }) => (norm === 'l2' ? new L2Pgd(p) : norm === 'l1' ? new L1Pgd(p) : new LinfPgd(p)),
   }),
   entry({ name: 'mifgsm', kind: 'fixed-epsilon', summary: 'MI-FGSM, Dong et al. 2018; L∞', params: MIFGSM_PARAMS, create: (p) => new LinfMiFgsm(p) }),
   entry({ name: 'apgd-ce', kind: 'fixed-epsilon', summary: 'APGD on cross-entropy, Croce & Hein 2020; L∞ or L2', params: APGD_CE_PARAMS, create: (p) => new ApgdCe(p) }),
@@ -66,6 +67,14 @@ export const ATTACKS: readonly AttackEntry[] = [
   entry({ name: 'square', kind: 'fixed-epsilon', summary: 'Square attack, score-based black box, Andriushchenko et al. 2020; L∞ or L2', params: SQUARE_PARAMS, create: (p) => new SquareAttack(p) }),
   entry({ name: 'cw', kind: 'minimization', summary: 'Carlini–Wagner, Carlini & Wagner 2017; L2', params: CW_PARAMS, create: (p) => new L2CarliniWagner(p) }),
   entry({ name: 'deepfool', kind: 'minimization', summary: 'DeepFool, Moosavi-Dezfooli et al. 2016; L2 or L∞', params: DEEPFOOL_PARAMS, create: (p) => new DeepFool(p) }),
+  entry({ name: 'fab', kind: 'minimization', summary: 'FAB, fast adaptive boundary, Croce & Hein 2020; minimum-norm L∞, L2 or L1', params: FAB_PARAMS, create: (p) => new Fab(p) }),
+  entry({
+    name: 'fab-t',
+    kind: 'minimization',
+    summary: 'FAB-T, targeted FAB over the top-k classes (AutoAttack), Croce & Hein 2020; minimum-norm L∞, L2 or L1',
+    params: FAB_T_PARAMS,
+    create: (p) => new FabT(p),
+  }),
   entry({
     name: 'dam-boundary',
     kind: 'minimization',
