@@ -11,6 +11,7 @@ import { DAM_BOUNDARY_PARAMS, LinfDamBoundary } from './dam-boundary.js';
 import { DeepFool, DEEPFOOL_PARAMS } from './deepfool.js';
 import { Fab, FAB_PARAMS, FabT, FAB_T_PARAMS } from './fab.js';
 import { FGM_PARAMS, FGSM_PARAMS, L2Fgm, LinfFgsm } from './fgsm.js';
+import { HopSkipJump, HSJ_PARAMS } from './hop-skip-jump.js';
 import { MIN_EPSILON_PARAMS, MinimalEpsilon } from './min-epsilon.js';
 import {
   describeParam,
@@ -83,6 +84,13 @@ export const ATTACKS: readonly AttackEntry[] = [
     create: (p) => new LinfDamBoundary(p),
   }),
   entry({
+    name: 'hsj',
+    kind: 'minimization',
+    summary: 'HopSkipJump, decision-based (labels only), Chen, Jordan & Wainwright 2020; minimum-norm L2 or L∞',
+    params: HSJ_PARAMS,
+    create: (p) => new HopSkipJump(p),
+  }),
+  entry({
     name: 'mineps',
     kind: 'minimization',
     summary: 'minimal ε per sample: bisection over a fixed-ε attack, or a minimization attack\'s norm',
@@ -93,7 +101,7 @@ export const ATTACKS: readonly AttackEntry[] = [
       return new MinimalEpsilon(inner, p);
     },
   }),
-  entry({ name: 'autoattack', kind: 'fixed-epsilon', summary: 'AutoAttack standard cascade (APGD-CE, APGD-T, Square; no FAB-T), Croce & Hein 2020', params: AUTOATTACK_PARAMS, create: (p) => new AutoAttack(p) }),
+  entry({ name: 'autoattack', kind: 'fixed-epsilon', summary: 'AutoAttack, Croce & Hein 2020: version=standard (APGD-CE, APGD-T, FAB-T, Square), rand (APGD-CE, APGD-DLR with EOT), fast (default: standard without FAB-T); L∞ or L2', params: AUTOATTACK_PARAMS, create: (p) => new AutoAttack(p) }),
 ];
 
 const BY_NAME = new Map(ATTACKS.map((e) => [e.name, e]));
