@@ -26,6 +26,7 @@ export { LinfFgsm, L2Fgm } from './fgsm.js';
 export { LinfBim, LinfPgd, L2Pgd, L1Pgd, LinfMiFgsm, slideDirection, type PgdOptions } from './pgd.js';
 export { Fab, FabT, boxProjection } from './fab.js';
 export { HopSkipJump } from './hop-skip-jump.js';
+export { SparseRs } from './sparse-rs.js';
 export { ApgdCe, ApgdDlr, ApgdT, checkpointSchedule } from './apgd.js';
 export { SquareAttack, squareFraction } from './square.js';
 export { L2CarliniWagner } from './carlini-wagner.js';

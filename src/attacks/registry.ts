@@ -24,6 +24,7 @@ import {
   type ResolvedParams,
 } from './params.js';
 import { BIM_PARAMS, L1Pgd, L2Pgd, LinfBim, LinfMiFgsm, LinfPgd, MIFGSM_PARAMS, PGD_PARAMS } from './pgd.js';
+import { SparseRs, SPARSE_RS_PARAMS } from './sparse-rs.js';
 import { SquareAttack, SQUARE_PARAMS } from './square.js';
 
 /** One registered attack: its name, what it is, its parameters, and how to build it. */
@@ -66,6 +67,13 @@ export const ATTACKS: readonly AttackEntry[] = [
   entry({ name: 'apgd-dlr', kind: 'fixed-epsilon', summary: 'APGD on the DLR loss, Croce & Hein 2020; L∞ or L2', params: APGD_PARAMS, create: (p) => new ApgdDlr(p) }),
   entry({ name: 'apgd-t', kind: 'fixed-epsilon', summary: 'APGD on the targeted DLR loss, top-k targets, Croce & Hein 2020; L∞ or L2', params: APGD_T_PARAMS, create: (p) => new ApgdT(p) }),
   entry({ name: 'square', kind: 'fixed-epsilon', summary: 'Square attack, score-based black box, Andriushchenko et al. 2020; L∞ or L2', params: SQUARE_PARAMS, create: (p) => new SquareAttack(p) }),
+  entry({
+    name: 'sparse-rs',
+    kind: 'fixed-epsilon',
+    summary: 'Sparse-RS, score-based black box, Croce et al. 2022; L0 (ε changed pixels)',
+    params: SPARSE_RS_PARAMS,
+    create: (p) => new SparseRs(p),
+  }),
   entry({ name: 'cw', kind: 'minimization', summary: 'Carlini–Wagner, Carlini & Wagner 2017; L2', params: CW_PARAMS, create: (p) => new L2CarliniWagner(p) }),
   entry({ name: 'deepfool', kind: 'minimization', summary: 'DeepFool, Moosavi-Dezfooli et al. 2016; L2 or L∞', params: DEEPFOOL_PARAMS, create: (p) => new DeepFool(p) }),
   entry({ name: 'fab', kind: 'minimization', summary: 'FAB, fast adaptive boundary, Croce & Hein 2020; minimum-norm L∞, L2 or L1', params: FAB_PARAMS, create: (p) => new Fab(p) }),
