@@ -23,7 +23,7 @@ export { canonicalSpec, type ParamSchema, type ParamSpec, type ParamValue, type 
 export { deriveSeed, Rng } from './rng.js';
 export { ATTACKS, attackNames, getAttackEntry, parseAttackSpec, type AttackEntry } from './registry.js';
 export { LinfFgsm, L2Fgm } from './fgsm.js';
-export { LinfBim, LinfPgd, L2Pgd, L1Pgd, LinfMiFgsm, slideDirection, type PgdOptions } from './pgd.js';
+export { LinfBim, LinfPgd, L2Pgd, L1Slide, LinfMiFgsm, slideDirection, type PgdOptions } from './pgd.js';
 export { Fab, FabT, boxProjection } from './fab.js';
 export { HopSkipJump } from './hop-skip-jump.js';
 export { SparseRs } from './sparse-rs.js';

@@ -1,4 +1,4 @@
-/** Iterative gradient attacks: BIM, PGD (L∞, L2 and L1), targeted PGD and MI-FGSM, on one shared loop. */
+/** Iterative gradient attacks: BIM, PGD (L∞ and L2, targeted or not), SLIDE (L1) and MI-FGSM, on one shared loop. */
 import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
 import { Errors } from '../errors.js';
 import type { LossName } from '../models/classifier.js';
@@ -177,7 +177,7 @@ export class LinfBim extends IterativeAttack<typeof BIM_PARAMS> {
 }
 
 export const PGD_PARAMS = {
-  norm: { type: 'enum', values: ['linf', 'l2', 'l1'], default: 'linf', doc: 'norm of the ε ball (l1: SLIDE steps)' },
+  norm: { type: 'enum', values: ['linf', 'l2'], default: 'linf', doc: 'norm of the ε ball' },
   eps: epsilonParam(),
   steps: { type: 'int', min: 1, max: 100_000, default: 40, doc: 'iterations per restart' },
   step: {
@@ -197,14 +197,6 @@ export const PGD_PARAMS = {
     implicit: true,
     doc: 'none (untargeted), or a targeted run toward: random (a random wrong class), next (label + 1 mod C), least (the least likely class of the clean scores), or a class number k',
   },
-  sparsity: {
-    type: 'number',
-    min: 0,
-    max: 1,
-    default: 0.99,
-    implicit: true,
-    doc: 'l1 only: each step moves the coordinates above this quantile of |∇| (SLIDE\'s q)',
-  },
   eot: EOT_PARAM,
 } as const satisfies ParamSchema;
 export type PgdOptions = Partial<Omit<ParamValues<typeof PGD_PARAMS>, 'norm'>>;
@@ -213,8 +205,7 @@ const TARGET_RULES = ['none', 'random', 'next', 'least'] as const;
 
 /**
  * PGD, projected gradient descent with random start and restarts. Madry et al., "Towards Deep
- * Learning Models Resistant to Adversarial Attacks", ICLR 2018. Defaults: ε = 0.3 (L∞), 2 (L2) or
- * 10 (L1), steps = 40, α = 2.5·ε/steps, restarts = 1, random start, loss = ce, untargeted, eot = 1.
+ * Learning Models Resistant to Adversarial Attacks", ICLR 2018. Defaults: ε = 0.3 (L∞) or 2 (L2), steps = 40, α = 2.5·ε/steps, restarts = 1, random start, loss = ce, untargeted, eot = 1.
  * Per sample the first adversarial iterate over all steps and restarts is kept; a sample never
  * broken keeps its highest-loss iterate. The loop stops once every sample of the batch is broken.
  * `target=random|next|least|k` makes it targeted PGD (Kurakin et al. 2017's least-likely class among
@@ -294,25 +285,46 @@ export class L2Pgd extends Pgd {
   }
 }
 
+export const SLIDE_PARAMS = {
+  eps: epsilonParam(10),
+  steps: PGD_PARAMS.steps,
+  step: PGD_PARAMS.step,
+  restarts: PGD_PARAMS.restarts,
+  random: { type: 'bool', default: true, doc: 'start from a uniformly random point of the L1 ball' },
+  sparsity: { type: 'number', min: 0, max: 1, default: 0.99, doc: 'q: each step moves the coordinates above this quantile of |∇|' },
+  loss: LOSS_PARAM,
+  eot: EOT_PARAM,
+} as const satisfies ParamSchema;
+
 /**
- * L1 PGD with SLIDE's sparse steps (see {@link slideDirection}; Tramèr & Boneh, NeurIPS 2019):
- * each step moves the coordinates above the `sparsity` quantile of |∇| (box-blocked ones left out),
- * then projects onto the L1 ball (Duchi et al. 2008) and [0,1]. Random start uniform in the L1 ball.
- * Defaults: ε = 10, sparsity q = 0.99, the rest as {@link Pgd}.
+ * SLIDE, L1 PGD with sparse steps (see {@link slideDirection}): each step moves the coordinates
+ * above the `sparsity` quantile of |∇| (box-blocked ones left out) by `α/k` each, then projects
+ * onto the L1 ball (Duchi et al. 2008) and [0,1]. Tramèr & Boneh, "Adversarial Training and
+ * Robustness for Multiple Perturbations", NeurIPS 2019. Norm L1. Defaults: ε = 10, steps = 40,
+ * α = 2.5·ε/steps, q = 0.99, 1 restart, random start uniform in the L1 ball, loss = ce, eot = 1.
+ * Per sample the first adversarial iterate is kept, as in {@link Pgd}.
  *
  * @example
- *   new L1Pgd({ eps: 10 }).id; // 'pgd:eps=10,loss=ce,norm=l1,random=true,restarts=1,step=0.625,steps=40'
+ *   new L1Slide().id; // 'slide:eps=10,loss=ce,random=true,restarts=1,sparsity=0.99,step=0.625,steps=40'
  */
-export class L1Pgd extends Pgd {
+export class L1Slide extends IterativeAttack<typeof SLIDE_PARAMS> {
+  readonly name = 'slide';
   readonly distance = L1;
 
-  constructor(options: PgdOptions = {}) {
-    super({ ...options, norm: 'l1' });
+  constructor(options: Partial<ParamValues<typeof SLIDE_PARAMS>> = {}) {
+    super('slide', SLIDE_PARAMS, options);
   }
 
-  protected override loop(): Omit<LoopOptions, 'distance' | 'loss' | 'eot'> {
-    const k = (dim: number): number => Math.max(1, Math.round((1 - this.params.sparsity) * dim));
-    return { ...super.loop(), direction: (g, x) => slideDirection(g, x, k(g.shape[1])) };
+  protected loop(): Omit<LoopOptions, 'distance' | 'loss' | 'eot'> {
+    const p = this.params;
+    const k = (dim: number): number => Math.max(1, Math.round((1 - p.sparsity) * dim));
+    return {
+      steps: p.steps,
+      relativeStep: p.step / p.eps,
+      restarts: p.restarts,
+      randomStart: p.random,
+      direction: (g, x) => slideDirection(g, x, k(g.shape[1])),
+    };
   }
 }
 

@@ -23,7 +23,7 @@ import {
   type ParamValues,
   type ResolvedParams,
 } from './params.js';
-import { BIM_PARAMS, L1Pgd, L2Pgd, LinfBim, LinfMiFgsm, LinfPgd, MIFGSM_PARAMS, PGD_PARAMS } from './pgd.js';
+import { BIM_PARAMS, L1Slide, L2Pgd, LinfBim, LinfMiFgsm, LinfPgd, MIFGSM_PARAMS, PGD_PARAMS, SLIDE_PARAMS } from './pgd.js';
 import { SparseRs, SPARSE_RS_PARAMS } from './sparse-rs.js';
 import { SquareAttack, SQUARE_PARAMS } from './square.js';
 
@@ -58,10 +58,11 @@ export const ATTACKS: readonly AttackEntry[] = [
   entry({
     name: 'pgd',
     kind: 'fixed-epsilon',
-    summary: 'PGD with random start and restarts, Madry et al. 2018; L∞, L2, or L1 with SLIDE steps (Tramèr & Boneh 2019); targeted with target=random|next|least|k',
+    summary: 'PGD with random start and restarts, Madry et al. 2018; L∞ or L2; targeted with target=random|next|least|k',
     params: PGD_PARAMS,
-    create: ({ norm, ...p }) => (norm === 'l2' ? new L2Pgd(p) : norm === 'l1' ? new L1Pgd(p) : new LinfPgd(p)),
+    create: ({ norm, ...p }) => (norm === 'l2' ? new L2Pgd(p) : new LinfPgd(p)),
   }),
+  entry({ name: 'slide', kind: 'fixed-epsilon', summary: 'SLIDE, sparse L1 PGD, Tramèr & Boneh 2019; L1', params: SLIDE_PARAMS, create: (p) => new L1Slide(p) }),
   entry({ name: 'mifgsm', kind: 'fixed-epsilon', summary: 'MI-FGSM, Dong et al. 2018; L∞', params: MIFGSM_PARAMS, create: (p) => new LinfMiFgsm(p) }),
   entry({ name: 'apgd-ce', kind: 'fixed-epsilon', summary: 'APGD on cross-entropy, Croce & Hein 2020; L∞ or L2', params: APGD_CE_PARAMS, create: (p) => new ApgdCe(p) }),
   entry({ name: 'apgd-dlr', kind: 'fixed-epsilon', summary: 'APGD on the DLR loss, Croce & Hein 2020; L∞ or L2', params: APGD_PARAMS, create: (p) => new ApgdDlr(p) }),
