@@ -299,17 +299,16 @@ async function execute(
   if (!attack.gradientFree && model.gradientEngine === 'none') {
     throw Errors.attackUnsupported(attack.id, model.id, 'the model offers no input gradients (an ONNX model runs black-box); black-box attacks: square, sparse-rs (scores), hsj (labels only)');
   }
-  const [count, dim] = x.shape;
-  const counter = new EvalCounter(count);
   const chosen = options.targets ? undefined : await attack.chooseTargets(model, x, labels, options.seed);
   try {
-    return await executeWith(attack, model, x, labels, { ...options, ...(chosen ? { targets: chosen } : {}) }, epsilons, search, counter, count, dim);
+    return await runSearch(attack, model, x, labels, { ...options, ...(chosen ? { targets: chosen } : {}) }, epsilons, search);
   } finally {
     chosen?.dispose();
   }
 }
 
-async function executeWith(
+/** The run once its targets are known: the clean verdict, the search, the judged result. */
+async function runSearch(
   attack: Finisher,
   model: ModelRunner,
   x: Tensor2D,
@@ -317,10 +316,9 @@ async function executeWith(
   options: RunOptions,
   epsilons: Float32Array | undefined,
   search: (ctx: SearchContext) => Promise<SearchOutput>,
-  counter: EvalCounter,
-  count: number,
-  dim: number,
 ): Promise<AttackResult> {
+  const [count, dim] = x.shape;
+  const counter = new EvalCounter(count);
   const targets = options.targets;
   const criterion = targets ? targetedMisclassification(targets) : misclassification(labels);
   const cleanScores = await model.scores(x);

@@ -218,7 +218,7 @@ export const FAB_PARAMS = {
   norm: { type: 'enum', values: ['linf', 'l2', 'l1'], default: 'linf', doc: 'norm of the perturbation it minimises' },
   steps: { type: 'int', min: 1, max: 100_000, default: 100, doc: 'iterations per run' },
   restarts: { type: 'int', min: 1, max: 1000, default: 1, doc: 'runs; each after the first starts at a random point near the clean one' },
-  eps: epsilonParam(),
+  eps: { ...epsilonParam(), doc: 'ε (AutoAttack\'s): each restart after the first starts within min(best norm, ε)/2 of the clean input' },
   alpha: { type: 'number', min: 0, max: 1, default: 0.1, doc: 'α_max: the largest weight of the clean point\'s projection in a step' },
   eta: { type: 'number', min: 1, max: 10, default: 1.05, doc: 'η: extrapolation of each projection step past the boundary' },
   beta: { type: 'number', min: 0, max: 1, exclusiveMin: true, default: 0.9, doc: 'β: backward step toward the clean point after an adversarial iterate' },
