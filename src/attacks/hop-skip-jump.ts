@@ -31,8 +31,9 @@ const STEP_HALVINGS = 30;
  * misclassified start (random uniform images, then a bisection toward the clean input), each
  * iteration bisects to the decision boundary, estimates the boundary's normal from `evals·√t`
  * random probes of radius δ (Monte-Carlo, baseline-corrected), and takes a geometric step along it
- * (`‖x − x₀‖/√t`, halved until the point is still misclassified). Chen, Jordan & Wainwright, IEEE
- * S&P 2020; ART's schedule (θ, δ, the step). Norm L2 (Gaussian probes, normalised-gradient steps)
+ * (`‖x − x₀‖/√t`, halved until the point is still misclassified); a last bisection returns a
+ * boundary point, as the paper's Algorithm 2 does. Chen, Jordan & Wainwright, IEEE S&P 2020;
+ * ART's schedule (θ, δ, the step). Norm L2 (Gaussian probes, normalised-gradient steps)
  * or L∞ (uniform probes, sign steps, bisection on the L∞ radius). Defaults: L2, 40 iterations,
  * 100 first evals, at most 10,000 per estimate, 100 random starts, γ = 1. Queries per sample are
  * reported as forwards: about `Σ_t evals·√t` plus ~15–25 per bisection. A sample never
@@ -166,14 +167,17 @@ class HsjRun {
   async iterate(start: Started): Promise<Tensor2D> {
     const { found, x0 } = start;
     let current = start.current;
+    const toBoundary = async (): Promise<void> => {
+      const boundary = await this.bisect(x0, current, found, this.p.norm, (upper) => (this.p.norm === 'l2' ? this.theta : Math.min(upper * this.theta, this.theta)));
+      current.dispose();
+      current = boundary;
+    };
     try {
       for (let t = 0; t < this.p.steps; t++) {
         const before = await this.measure(x0, current);
         const scale = this.p.norm === 'l2' ? Math.sqrt(this.dim) : this.dim;
         const delta = before.map((d) => (t === 0 ? 0.1 : scale * this.theta * d));
-        const boundary = await this.bisect(x0, current, found, this.p.norm, (upper) => (this.p.norm === 'l2' ? this.theta : Math.min(upper * this.theta, this.theta)));
-        current.dispose();
-        current = boundary;
+        await toBoundary();
         const evals = Math.min(Math.floor(this.p.evals * Math.sqrt(t + 1)), this.p.maxevals);
         const direction = await this.estimate(current, found, delta, evals);
         try {
@@ -185,6 +189,9 @@ class HsjRun {
           direction.dispose();
         }
       }
+      // The paper's output is a boundary point: the last step's overshoot bisected away (ART stops
+      // after the step).
+      await toBoundary();
       return tf.clone(current);
     } finally {
       current.dispose();

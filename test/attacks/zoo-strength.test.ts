@@ -55,8 +55,8 @@ describe('attacks on the shipped ReLU MLP, 500 MNIST test images, ε = 0.3', () 
   });
 });
 
-describe('the complete library on the shipped ReLU MLP, the first 100 of those images', () => {
-  const M = 100;
+describe('the complete library on the shipped ReLU MLP, the first 50 of those images', () => {
+  const M = 50;
   let xs: Tensor2D;
   let ys: Tensor1D;
   let labels: Int32Array;
@@ -85,14 +85,17 @@ describe('the complete library on the shipped ReLU MLP, the first 100 of those i
     expect(Math.abs(fab - curve) / curve).toBeLessThan(0.1);
   });
 
-  it('HopSkipJump, from labels only, leaves ≤ 10% robust at L2 ε = 2 with about 6,000 queries per image', async () => {
-    const r = await attack('hsj:steps=20');
+  it('HopSkipJump, from labels only, leaves ≤ 10% of 20 images robust at L2 ε = 2 with about 6,500 queries each', async () => {
+    const few = 20;
+    const [xf, yf] = [tf.slice(xs, [0, 0], [few, 784]), tf.slice(ys, [0], [few])];
+    const r = await parseAttackSpec('hsj:steps=20').run(model, xf, yf, { seed: 1 });
+    tf.dispose([xf, yf]);
     let robust = 0;
-    for (let i = 0; i < M; i++) if (r.predicted[i] === labels[i] || !(r.l2[i]! <= 2)) robust++;
+    for (let i = 0; i < few; i++) if (r.predicted[i] === labels[i] || !(r.l2[i]! <= 2)) robust++;
     expect(r.gradients.every((g) => g === 0)).toBe(true);
-    expect(robust / M).toBeLessThanOrEqual(0.1);
-    expect(Math.max(...r.forwards)).toBeLessThan(8000);
-  });
+    expect(robust / few).toBeLessThanOrEqual(0.1);
+    expect(Math.max(...r.forwards)).toBeLessThan(7000);
+  }, 300_000);
 
   it('Sparse-RS breaks ≥ 90% changing 20 pixels, SLIDE ≥ 70% at L1 ε = 10', async () => {
     const sparse = await attack('sparse-rs:eps=20,queries=1000');
