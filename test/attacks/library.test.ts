@@ -361,3 +361,24 @@ describe('L1 and L0 in the statistics', () => {
     expect(() => new Robustness().add({ label: 1, cleanPred: 1, advPred: 2, success: true, linf: 0.2, l2: 1, l1: -1, advConfidence: 0.9 })).toThrow();
   });
 });
+
+describe('specs of the new attacks', () => {
+  it('have the canonical ids their doc comments show, and parse back to themselves', () => {
+    const ids = {
+      'fab:norm=l2': 'fab:alpha=0.1,beta=0.9,eps=2,eta=1.05,norm=l2,restarts=1,steps=100',
+      'fab-t': 'fab-t:alpha=0.1,beta=0.9,eps=0.3,eta=1.05,norm=linf,restarts=1,steps=100,targets=9',
+      'hsj:steps=20': 'hsj:evals=100,gamma=1,init=100,maxevals=10000,norm=l2,steps=20',
+      'sparse-rs:eps=12,queries=1000': 'sparse-rs:eps=12,pinit=0.3,queries=1000',
+      slide: 'slide:eps=10,loss=ce,random=true,restarts=1,sparsity=0.99,step=0.625,steps=40',
+      'autoattack:version=standard': 'autoattack:eps=0.3,norm=linf,queries=5000,steps=100,targets=9,version=standard',
+      'autoattack:version=rand': 'autoattack:eps=0.3,norm=linf,queries=5000,steps=100,targets=9,version=rand',
+      'autoattack:version=fast': 'autoattack:eps=0.3,norm=linf,queries=5000,steps=100,targets=9',
+      'pgd:target=least,eot=4': 'pgd:eot=4,eps=0.3,loss=ce,norm=linf,random=true,restarts=1,step=0.01875,steps=40,target=least',
+      'mineps:attack=fab-t,norm=l2': 'mineps:alpha=0.1,attack=fab-t,beta=0.9,eps=2,eta=1.05,max=10,norm=l2,restarts=1,steps=100,targets=9,tol=0.05',
+    };
+    for (const [spec, id] of Object.entries(ids)) {
+      expect(parseAttackSpec(spec).id, spec).toBe(id);
+      expect(parseAttackSpec(id).id, id).toBe(id);
+    }
+  });
+});
