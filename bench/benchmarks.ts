@@ -17,11 +17,17 @@ import { GraphBuilder } from '../src/engine/graph.js';
 import { createSession, floatTensor, selectProvider } from '../src/engine/ort.js';
 import { buildRunner } from '../src/engine/build.js';
 import type { EngineBenchJob, EngineBenchReport } from './engine-worker.js';
+import { attackStrength } from './attack-strength.js';
+
+export interface BenchOptions {
+  /** Test images for benchmarks that take a sample size (`--images`); each has its own default. */
+  images?: number;
+}
 
 export interface Benchmark {
   name: string;
   summary: string;
-  run(log: (line: string) => void): Promise<unknown>;
+  run(log: (line: string) => void, options: BenchOptions): Promise<unknown>;
 }
 
 /** The shipped model, or an untrained one of the same architecture when the zoo is not built yet. */
@@ -328,4 +334,10 @@ const userWhiteBox: Benchmark = {
   },
 };
 
-export const BENCHMARKS: readonly Benchmark[] = [attackSteps, evalThroughput, nativeEngine, userWhiteBox];
+const strength: Benchmark = {
+  name: 'attack-strength',
+  summary: 'the shipped zoo under AutoAttack standard vs fast (ε = 0.3), FAB-T vs the minimal-ε curve and HopSkipJump at L2 ε = 2 on mlp-relu; all 10,000 test images unless --images',
+  run: (log, options) => attackStrength(options.images ?? 10_000, log),
+};
+
+export const BENCHMARKS: readonly Benchmark[] = [attackSteps, evalThroughput, nativeEngine, userWhiteBox, strength];

@@ -3,7 +3,7 @@
  * to `--out FILE` (default `bench/results/latest.json`, git-ignored). Figures that compare hosts are
  * ratios measured in one run: this machine is shared and noisy.
  *
- *   npm run bench -- [--only NAME[,NAME]] [--out FILE]
+ *   npm run bench -- [--only NAME[,NAME]] [--out FILE] [--images N]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -16,8 +16,15 @@ const { values } = parseArgs({
   options: {
     only: { type: 'string' },
     out: { type: 'string', default: path.join(PACKAGE_ROOT, 'bench', 'results', 'latest.json') },
+    images: { type: 'string' },
   },
 });
+
+const images = values.images === undefined ? undefined : Number(values.images);
+if (images !== undefined && !(Number.isSafeInteger(images) && images > 0)) {
+  process.stderr.write(`--images must be a positive integer, got ${values.images}\n`);
+  process.exit(2);
+}
 
 const only = values.only?.split(',').map((s) => s.trim());
 const unknown = only?.filter((n) => !BENCHMARKS.some((b) => b.name === n)) ?? [];
@@ -31,7 +38,7 @@ for (const bench of BENCHMARKS) {
   if (only && !only.includes(bench.name)) continue;
   process.stderr.write(`bench ${bench.name}: ${bench.summary}\n`);
   const t0 = performance.now();
-  results[bench.name] = await bench.run((line) => process.stderr.write(`  ${line}\n`));
+  results[bench.name] = await bench.run((line) => process.stderr.write(`  ${line}\n`), images === undefined ? {} : { images });
   process.stderr.write(`  (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
 }
 

@@ -108,6 +108,8 @@ export function sampleResults(layout: ResultLayout, labels: Int32Array, r: EvalT
           success: r.success[p * n + i] === 1,
           linf: r.linf[p * n + i]!,
           l2: r.l2[p * n + i]!,
+          l1: r.l1[p * n + i]!,
+          l0: r.l0[p * n + i]!,
           confidence: r.confidence[p * n + i]!,
           preds,
           ...(Number.isNaN(minEps) ? {} : { minEps }),

@@ -10,6 +10,7 @@ export {
   assertKernels,
   currentBackend,
   ensureBackend,
+  exactSign,
   initBackend,
   missingKernels,
   traceKernels,

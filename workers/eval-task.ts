@@ -66,7 +66,7 @@ export interface EvalTask {
 /**
  * A finished batch. With M models and A attacks there are P = A·M (attack, source) pairs, pair
  * `p = a·M + s`. Arrays are flat: `clean[m·count + i]`, `success[p·count + i]` (likewise `linf`,
- * `l2`, `confidence`, `minEps`), `preds[(p·M + t)·count + i]` (model t's prediction on the
+ * `l2`, `l1`, `l0`, `confidence`, `minEps`), `preds[(p·M + t)·count + i]` (model t's prediction on the
  * adversarial of pair p), `adversarial[(p·pixelCount + i)·dim + j]` (value j of the adversarial of
  * image i < pixelCount under pair p).
  */
@@ -79,6 +79,8 @@ export interface EvalTaskResult extends TaskResultHeader {
   success: Uint8Array;
   linf: Float32Array;
   l2: Float32Array;
+  l1: Float32Array;
+  l0: Float32Array;
   /** The source model's softmax probability of its predicted class on the adversarial. */
   confidence: Float32Array;
   /** The minimal ε of minimal-ε attacks; NaN for attacks that report none. */
@@ -104,7 +106,7 @@ export interface EvalReady {
 
 /** The transferable buffers of a result, for `Piscina.move`. */
 export function resultBuffers(r: EvalTaskResult): ArrayBuffer[] {
-  return [r.clean, r.success, r.linf, r.l2, r.confidence, r.minEps, r.preds, r.adversarial].map((a) => a.buffer as ArrayBuffer);
+  return [r.clean, r.success, r.linf, r.l2, r.l1, r.l0, r.confidence, r.minEps, r.preds, r.adversarial].map((a) => a.buffer as ArrayBuffer);
 }
 
 export { describeFailure };
@@ -186,6 +188,8 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
     const success = new Uint8Array(P * n);
     const linf = new Float32Array(P * n);
     const l2 = new Float32Array(P * n);
+    const l1 = new Float32Array(P * n);
+    const l0 = new Float32Array(P * n);
     const confidence = new Float32Array(P * n);
     const minEps = new Float32Array(P * n).fill(Number.NaN);
     const preds = new Int32Array(P * M * n);
@@ -216,6 +220,8 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
           success.set(res.success, p * n);
           linf.set(res.linf, p * n);
           l2.set(res.l2, p * n);
+          l1.set(res.l1, p * n);
+          l0.set(res.l0, p * n);
           if (res.minEpsilon) minEps.set(res.minEpsilon, p * n);
           // Copied out: the result's buffers are transferred, and an attack's array may alias a tensor's storage.
           if (kept > 0) adversarial.set(res.adversarial.subarray(0, kept * dim), p * kept * dim);
@@ -253,6 +259,8 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
       success,
       linf,
       l2,
+      l1,
+      l0,
       confidence,
       minEps,
       preds,

@@ -11,6 +11,7 @@ import { L2, Linf, type NormDistance } from './distances.js';
 import { crossEntropy, dlrLoss, Evaluator, targetedDlrLoss, type Objective } from './losses.js';
 import {
   configure,
+  EOT_PARAM,
   epsilonParam,
   NORM_PARAM,
   num,
@@ -75,7 +76,7 @@ async function apgdRun(
   const keeper = new PointKeeper(sub.x);
   const m = sub.x.shape[0];
   const checkpoints = new Map(checkpointSchedule(o.steps).map((c) => [c.at, c.length]));
-  const x0 = tf.tidy(() => sphereStart(o.distance.name, sub, rng));
+  const x0 = tf.tidy(() => sphereStart(o.distance.name === 'l2' ? 'l2' : 'linf', sub, rng));
   const e0 = await ev.withGrad(x0);
   let state = tf.tidy(() => {
     const x = x0;
@@ -168,6 +169,7 @@ export const APGD_PARAMS = {
   steps: { type: 'int', min: 1, max: 100_000, default: 100, doc: 'iterations per run' },
   restarts: { type: 'int', min: 1, max: 1000, default: 1, doc: 'runs from random starts, each on the samples still robust' },
   rho: { type: 'number', min: 0, max: 1, default: 0.75, doc: 'ρ: the step halves when the loss rose in at most ρ·k of k steps' },
+  eot: EOT_PARAM,
 } as const satisfies ParamSchema;
 
 export const APGD_CE_PARAMS = {
@@ -224,7 +226,7 @@ abstract class Apgd<S extends typeof APGD_PARAMS> extends FixedEpsilonAttack {
       async (subRows, restart) => {
         const sub = subset(ctx, subRows);
         try {
-          const ev = new Evaluator(ctx.model, objective(sub), ctx.counter, subRows);
+          const ev = new Evaluator(ctx.model, objective(sub), ctx.counter, subRows, num(this.params, 'eot'));
           const rng = new Rng(deriveSeed(ctx.seed, seedPath, restart));
           return await apgdRun(sub, ev, this.run1, rng, (x0, x, eps) => this.project(x0, x, eps));
         } finally {

@@ -9,7 +9,7 @@ import { Errors } from '../errors.js';
 import { inputSize, type Classifier, type LossName } from '../models/classifier.js';
 import { asRunner, type ModelRunner } from '../models/runner.js';
 import { misclassification, targetedMisclassification, type Criterion } from './criteria.js';
-import { L2, Linf, type Distance } from './distances.js';
+import { L0, L1, L2, Linf, type Distance, type DistanceName } from './distances.js';
 import { EvalCounter } from './losses.js';
 import type { ResolvedParams } from './params.js';
 import { Rng } from './rng.js';
@@ -52,9 +52,13 @@ export interface AttackResult {
   success: Uint8Array;
   /** The model's prediction at the returned point. */
   predicted: Int32Array;
-  /** Norms of the perturbation. */
+  /** Norms of the perturbation: L2, L∞, L1 and L0 (the number of input values changed). */
   l2: Float32Array;
   linf: Float32Array;
+  l1: Float32Array;
+  l0: Float32Array;
+  /** The targets of a targeted run (given in the options or chosen by the attack, `pgd:target=…`). */
+  targets?: Int32Array;
   /**
    * The attack's `loss` (`ce` for attacks without one) at the returned point, of the true labels, or
    * of the targets in a targeted run.
@@ -118,6 +122,12 @@ interface Finisher {
   readonly lossName: LossName;
   readonly bounded: boolean;
   readonly gradientFree: boolean;
+  chooseTargets(model: ModelRunner, x: Tensor2D, labels: Tensor1D, seed: number): Promise<Tensor1D | undefined>;
+}
+
+/** A result's perturbation sizes in one distance. */
+export function normsOf(result: AttackResult, name: DistanceName): Float32Array {
+  return { l0: result.l0, l1: result.l1, l2: result.l2, linf: result.linf }[name];
 }
 
 export type AttackKind = 'fixed-epsilon' | 'minimization';
@@ -140,6 +150,14 @@ export abstract class Attack {
   /** Whether the attack needs scores only (black-box): it then runs on models without input gradients. */
   get gradientFree(): boolean {
     return false;
+  }
+
+  /**
+   * Targets the attack picks itself when the caller gives none (targeted PGD's `target=`): the run
+   * is then targeted. None by default: the run is untargeted.
+   */
+  chooseTargets(_model: ModelRunner, _x: Tensor2D, _labels: Tensor1D, _seed: number): Promise<Tensor1D | undefined> {
+    return Promise.resolve(undefined);
   }
 
   abstract run(model: Classifier | ModelRunner, x: Tensor2D, labels: Tensor1D, options: RunOptions): Promise<AttackResult>;
@@ -250,6 +268,8 @@ async function judge(
       predicted: tf.argMax(s, 1),
       l2: L2.measure(x, adv),
       linf: Linf.measure(x, adv),
+      l1: L1.measure(x, adv),
+      l0: L0.measure(x, adv),
     }));
     return { adv, loss, ...verdict };
   } catch (e) {
@@ -277,8 +297,26 @@ async function execute(
   const model = asRunner(classifier);
   checkInputs(attack.id, model, x, labels, options.targets);
   if (!attack.gradientFree && model.gradientEngine === 'none') {
-    throw Errors.attackUnsupported(attack.id, model.id, 'the model offers no input gradients (an ONNX model runs black-box); black-box attacks: square');
+    throw Errors.attackUnsupported(attack.id, model.id, 'the model offers no input gradients (an ONNX model runs black-box); black-box attacks: square, sparse-rs (scores), hsj (labels only)');
   }
+  const chosen = options.targets ? undefined : await attack.chooseTargets(model, x, labels, options.seed);
+  try {
+    return await runSearch(attack, model, x, labels, { ...options, ...(chosen ? { targets: chosen } : {}) }, epsilons, search);
+  } finally {
+    chosen?.dispose();
+  }
+}
+
+/** The run once its targets are known: the clean verdict, the search, the judged result. */
+async function runSearch(
+  attack: Finisher,
+  model: ModelRunner,
+  x: Tensor2D,
+  labels: Tensor1D,
+  options: RunOptions,
+  epsilons: Float32Array | undefined,
+  search: (ctx: SearchContext) => Promise<SearchOutput>,
+): Promise<AttackResult> {
   const [count, dim] = x.shape;
   const counter = new EvalCounter(count);
   const targets = options.targets;
@@ -309,12 +347,15 @@ async function execute(
       predicted: Int32Array.from(await verdict.predicted.data()),
       l2: await readFloat(verdict.l2),
       linf: await readFloat(verdict.linf),
+      l1: await readFloat(verdict.l1),
+      l0: await readFloat(verdict.l0),
       loss: await readFloat(verdict.loss),
       gradients: counter.gradients,
       forwards: counter.forwards,
     };
     if (out.minEpsilon) result.minEpsilon = out.minEpsilon;
     if (out.cascade) result.cascade = out.cascade;
+    if (targets) result.targets = Int32Array.from(await targets.data());
     return result;
   } finally {
     tf.dispose(verdict);

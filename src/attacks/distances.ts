@@ -4,7 +4,7 @@
  */
 import { exactSign, tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
 
-export type DistanceName = 'l0' | 'l2' | 'linf';
+export type DistanceName = 'l0' | 'l1' | 'l2' | 'linf';
 
 export interface Distance {
   readonly name: DistanceName;
@@ -16,7 +16,7 @@ export interface Distance {
 
 /** A norm with a steepest-ascent direction, for gradient attacks. */
 export interface NormDistance extends Distance {
-  readonly name: 'l2' | 'linf';
+  readonly name: 'l1' | 'l2' | 'linf';
   /** The unit-norm direction that increases a linear function with gradient `g` the most. */
   direction(g: Tensor2D): Tensor2D;
 }
@@ -52,6 +52,40 @@ export const Linf: NormDistance = {
   direction: (g) => exactSign(g),
 };
 
+/**
+ * L1. Its projection onto the ε ball is the sort-based soft threshold of Duchi et al., "Efficient
+ * projections onto the l1-ball for learning in high dimensions", ICML 2008; its steepest direction
+ * is the one coordinate of largest |g| (sparser-than-dense L1 attacks such as SLIDE spread it over a
+ * top fraction of coordinates themselves).
+ */
+export const L1: NormDistance = {
+  name: 'l1',
+  measure: (x0, x) => tf.tidy(() => tf.sum(tf.abs(tf.sub(x, x0)), 1) as Tensor1D),
+  project: (x0, x, eps) =>
+    tf.tidy(() => {
+      const delta = tf.sub(x, x0) as Tensor2D;
+      const dim = delta.shape[1];
+      const size = tf.abs(delta);
+      const inside = tf.lessEqual(tf.sum(size, 1, true), eps);
+      const sorted = tf.topk(size, dim).values;
+      const cumulative = tf.cumsum(sorted, 1);
+      const ranks = tf.range(1, dim + 1).reshape([1, dim]);
+      // ρ: how many of the largest entries stay non-zero; they form a prefix of the sorted row.
+      const rho = tf.sum(tf.cast(tf.greater(tf.mul(sorted, ranks), tf.sub(cumulative, eps)), 'float32'), 1, true);
+      const at = tf.oneHot(tf.cast(tf.sub(tf.maximum(rho, 1), 1), 'int32').reshape([-1]), dim);
+      const theta = tf.maximum(tf.div(tf.sub(tf.sum(tf.mul(cumulative, at), 1, true), eps), tf.maximum(rho, 1)), 0);
+      // δ − clip(δ, −θ, θ) is the soft threshold sign(δ)·max(|δ| − θ, 0) without a sign.
+      const shrunk = tf.sub(delta, tf.minimum(tf.maximum(delta, tf.neg(theta)), theta));
+      const keep = tf.greater(tf.mul(tf.cast(inside, 'float32'), tf.onesLike(delta)), 0);
+      return tf.add(x0, tf.where(keep, delta, shrunk)) as Tensor2D;
+    }),
+  direction: (g) =>
+    tf.tidy(() => {
+      const top = tf.oneHot(tf.argMax(tf.abs(g), 1), g.shape[1]).cast('float32');
+      return tf.mul(top, exactSign(g)) as Tensor2D;
+    }),
+};
+
 /** L0 counts changed pixels; its ε ball keeps the `floor(ε)` largest changes of each row. */
 export const L0: Distance = {
   name: 'l0',
@@ -70,4 +104,4 @@ export const L0: Distance = {
     }),
 };
 
-export const DISTANCES: Readonly<Record<DistanceName, Distance>> = { l0: L0, l2: L2, linf: Linf };
+export const DISTANCES: Readonly<Record<DistanceName, Distance>> = { l0: L0, l1: L1, l2: L2, linf: Linf };

@@ -4,14 +4,14 @@ import type { LossName } from '../models/classifier.js';
 import { FixedEpsilonAttack, type FixedEpsilonContext, type SearchOutput } from './base.js';
 import { L2, Linf, type NormDistance } from './distances.js';
 import { Evaluator, lossObjective } from './losses.js';
-import { configure, epsilonParam, LOSS_PARAM, type ParamSchema, type ParamValues } from './params.js';
+import { configure, EOT_PARAM, epsilonParam, LOSS_PARAM, type ParamSchema, type ParamValues } from './params.js';
 import { openRows, scatterRows, subset } from './runs.js';
 
 /** One step of size ε along the steepest direction of the loss, from the clean point. */
-async function fastGradientStep(ctx: FixedEpsilonContext, distance: NormDistance, loss: LossName): Promise<SearchOutput> {
+async function fastGradientStep(ctx: FixedEpsilonContext, distance: NormDistance, loss: LossName, eot: number): Promise<SearchOutput> {
   const sub = subset(ctx, openRows(ctx));
   try {
-    const ev = new Evaluator(ctx.model, lossObjective(loss, sub.labels, sub.targets), ctx.counter, sub.rows);
+    const ev = new Evaluator(ctx.model, lossObjective(loss, sub.labels, sub.targets), ctx.counter, sub.rows, eot);
     const e = await ev.withGrad(sub.x);
     const stepped = tf.tidy(() => tf.add(sub.x, tf.mul(distance.direction(e.grad), sub.eps)) as Tensor2D);
     tf.dispose([e.grad, e.value, e.scores]);
@@ -27,6 +27,7 @@ async function fastGradientStep(ctx: FixedEpsilonContext, distance: NormDistance
 export const FGSM_PARAMS = {
   eps: epsilonParam(0.25),
   loss: LOSS_PARAM,
+  eot: EOT_PARAM,
   clip: {
     type: 'bool',
     default: true,
@@ -63,13 +64,14 @@ export class LinfFgsm extends FixedEpsilonAttack {
   }
 
   protected search(ctx: FixedEpsilonContext): Promise<SearchOutput> {
-    return fastGradientStep(ctx, this.distance, this.lossName);
+    return fastGradientStep(ctx, this.distance, this.lossName, this.params.eot);
   }
 }
 
 export const FGM_PARAMS = {
   eps: epsilonParam(2),
   loss: LOSS_PARAM,
+  eot: EOT_PARAM,
 } as const satisfies ParamSchema;
 
 /**
@@ -96,6 +98,6 @@ export class L2Fgm extends FixedEpsilonAttack {
   }
 
   protected search(ctx: FixedEpsilonContext): Promise<SearchOutput> {
-    return fastGradientStep(ctx, this.distance, this.lossName);
+    return fastGradientStep(ctx, this.distance, this.lossName, this.params.eot);
   }
 }

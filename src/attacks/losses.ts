@@ -125,13 +125,33 @@ export class Evaluator {
     private readonly objective: Objective,
     private readonly counter: EvalCounter,
     private readonly rows?: ArrayLike<number>,
+    /** Expectation over transformation: gradients and values averaged over this many evaluations. */
+    private readonly eot = 1,
   ) {}
 
-  /** One gradient evaluation (forward and backward); the model's own loss adds a forward for the scores. */
-  withGrad(x: Tensor2D): Promise<GradEvaluation> {
-    this.counter.add('gradients', this.rows);
-    if (this.objective.kind === 'model') this.counter.add('forwards', this.rows);
-    return this.model.gradient(this.objective, x);
+  /**
+   * One gradient evaluation (forward and backward); the model's own loss adds a forward for the
+   * scores. With `eot` > 1 the mean value and gradient of that many evaluations, with the last
+   * one's scores (as AutoAttack's APGD does).
+   */
+  async withGrad(x: Tensor2D): Promise<GradEvaluation> {
+    const once = (): Promise<GradEvaluation> => {
+      this.counter.add('gradients', this.rows);
+      if (this.objective.kind === 'model') this.counter.add('forwards', this.rows);
+      return this.model.gradient(this.objective, x);
+    };
+    let sum = await once();
+    for (let i = 1; i < this.eot; i++) {
+      const e = await once();
+      const prev = sum;
+      sum = tf.tidy(() => ({ value: tf.add(prev.value, e.value) as Tensor1D, grad: tf.add(prev.grad, e.grad) as Tensor2D, scores: tf.clone(e.scores) }));
+      tf.dispose([prev.value, prev.grad, prev.scores, e.value, e.grad, e.scores]);
+    }
+    if (this.eot === 1) return sum;
+    const total = sum;
+    const mean = tf.tidy(() => ({ value: tf.div(total.value, this.eot) as Tensor1D, grad: tf.div(total.grad, this.eot) as Tensor2D }));
+    tf.dispose([total.value, total.grad]);
+    return { ...mean, scores: total.scores };
   }
 
   /** Forward only: one pass, two for the model's own loss. */

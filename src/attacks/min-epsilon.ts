@@ -3,12 +3,13 @@ import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
 import {
   FixedEpsilonAttack,
   MinimizationAttack,
+  normsOf,
   type Attack,
   type AttackResult,
   type SearchContext,
   type SearchOutput,
 } from './base.js';
-import { canonicalSpec, num, resolveParams, type ParamSchema, type ParamValues } from './params.js';
+import { canonicalSpec, num, resolveParams, splitSpec, type ParamSchema, type ParamValues } from './params.js';
 import { deriveSeed } from './rng.js';
 import { openRows } from './runs.js';
 
@@ -19,8 +20,8 @@ export const MIN_EPSILON_PARAMS = {
     min: 0,
     max: 1000,
     exclusiveMin: true,
-    default: (p) => (p.distance === 'l2' ? 10 : 1),
-    doc: 'largest ε tried by bisection (default 1 for L∞, 10 for L2)',
+    default: (p) => ({ l2: 10, l1: 100, l0: 784 })[String(p.distance)] ?? 1,
+    doc: 'largest ε tried by bisection (default 1 for L∞, 10 for L2, 100 for L1, 784 pixels for L0)',
   },
   tol: {
     type: 'number',
@@ -40,9 +41,9 @@ export const MIN_EPSILON_PARAMS = {
  * result is the upper end of the bracket, where the attack is known to succeed, and the point it
  * found there. Bisection assumes success is monotone in ε, which attacks only approximately are.
  * The attack keeps its step-to-ε ratio at every ε. With a minimization attack (cw, deepfool,
- * dam-boundary): one run, and the norm of each successful perturbation in the attack's distance
- * (`max` and `tol` are then unused). 0 for samples misclassified clean; Infinity where the attack
- * never succeeds. Defaults: attack = pgd, max = 1 (L∞) / 10 (L2), tol = max/200.
+ * dam-boundary, fab, fab-t, hsj): one run, and the norm of each successful perturbation in the
+ * attack's distance (`max` and `tol` are then unused). 0 for samples misclassified clean; Infinity
+ * where the attack never succeeds. Defaults: attack = pgd, max = 1 (L∞) / 10 (L2) / 100 (L1) / 784 (L0), tol = max/200.
  *
  * @example
  *   parseAttackSpec('mineps:attack=pgd,steps=20,max=1,tol=0.005').id;
@@ -63,7 +64,8 @@ export class MinimalEpsilon extends MinimizationAttack {
   ) {
     super();
     this.params = resolveParams(this.name, MIN_EPSILON_PARAMS, { ...options, attack: inner.name }, { distance: inner.distance.name });
-    this.id = canonicalSpec(this.name, { ...inner.params, ...this.params });
+    // The inner attack's id names its parameters (implicit ones at their default left out).
+    this.id = canonicalSpec(this.name, { ...Object.fromEntries(splitSpec(inner.id).raw), ...this.params });
     this.distance = inner.distance;
   }
 
@@ -78,7 +80,7 @@ export class MinimalEpsilon extends MinimizationAttack {
         ctx.counter.forwards[row]! += res.forwards[i]!;
         if (eps && !res.success[i]) return;
         points.set(res.adversarial.subarray(i * dim, (i + 1) * dim), row * dim);
-        const size = this.distance.name === 'l2' ? res.l2[i]! : res.linf[i]!;
+        const size = normsOf(res, this.distance.name)[i]!;
         minEpsilon[row] = res.success[i] ? (eps ? eps[i]! : size) : Infinity;
       });
     };

@@ -13,6 +13,11 @@ type Default<T> = T | ((resolved: ResolvedParams) => T);
 interface ParamBase<T> {
   readonly doc: string;
   readonly default: Default<T>;
+  /**
+   * Left out of the canonical id while at its default: an option added to an existing attack
+   * (`eot`, `target`) keeps the ids, checkpoints and reports of every earlier spec valid.
+   */
+  readonly implicit?: boolean;
 }
 export interface NumberParam extends ParamBase<number> {
   readonly type: 'number';
@@ -175,6 +180,20 @@ export const LOSS_PARAM = {
   doc: 'loss to ascend: ce (cross-entropy over the scores) or model (the family\'s own training loss)',
 } as const satisfies EnumParam<'ce' | 'model'>;
 
+/**
+ * Expectation over transformation (Athalye et al. 2018): each input gradient is the mean of `eot`
+ * evaluations, for models or preprocessors that draw randomness on every call. 1 (the default) is a
+ * plain gradient.
+ */
+export const EOT_PARAM = {
+  type: 'int',
+  min: 1,
+  max: 1000,
+  default: 1,
+  implicit: true,
+  doc: 'expectation over transformation: gradients averaged over this many evaluations (randomised models)',
+} as const satisfies IntParam;
+
 export const NORM_PARAM = {
   type: 'enum',
   values: ['linf', 'l2'],
@@ -182,9 +201,20 @@ export const NORM_PARAM = {
   doc: 'norm of the ε ball',
 } as const satisfies EnumParam<'linf' | 'l2'>;
 
-/** The usual MNIST budgets: ε = 0.3 for L∞, ε = 2 for L2 (pixels in [0,1]). */
+/**
+ * The usual MNIST budgets: ε = 0.3 for L∞, ε = 2 for L2, ε = 10 for L1 (Tramèr & Boneh 2019), in
+ * [0,1] pixel units; for L0, 10 changed pixels.
+ */
 export function defaultEpsilon(resolved: ResolvedParams): number {
-  return resolved.norm === 'l2' ? 2 : 0.3;
+  switch (resolved.norm) {
+    case 'l2':
+      return 2;
+    case 'l1':
+    case 'l0':
+      return 10;
+    default:
+      return 0.3;
+  }
 }
 
 /** ε: a fixed number, or by default {@link defaultEpsilon} of the `norm` parameter. */
@@ -213,5 +243,15 @@ export function configure<S extends ParamSchema>(
   options: Readonly<Partial<Record<keyof S & string, ParamValue>>>,
 ): { params: ParamValues<S>; id: string } {
   const params = resolveParams(name, schema, options);
-  return { params, id: canonicalSpec(name, params) };
+  return { params, id: canonicalSpec(name, idParams(schema, params)) };
+}
+
+/** The parameters that an id names: all but the {@link ParamBase.implicit} ones left at their default. */
+export function idParams(schema: ParamSchema, params: ResolvedParams): ResolvedParams {
+  return Object.fromEntries(
+    Object.entries(params).filter(([key, v]) => {
+      const p = schema[key];
+      return !(p?.implicit === true && typeof p.default !== 'function' && p.default === v);
+    }),
+  );
 }

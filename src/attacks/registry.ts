@@ -9,7 +9,9 @@ import type { Attack, AttackKind } from './base.js';
 import { CW_PARAMS, L2CarliniWagner } from './carlini-wagner.js';
 import { DAM_BOUNDARY_PARAMS, LinfDamBoundary } from './dam-boundary.js';
 import { DeepFool, DEEPFOOL_PARAMS } from './deepfool.js';
+import { Fab, FAB_PARAMS, FabT, FAB_T_PARAMS } from './fab.js';
 import { FGM_PARAMS, FGSM_PARAMS, L2Fgm, LinfFgsm } from './fgsm.js';
+import { HopSkipJump, HSJ_PARAMS } from './hop-skip-jump.js';
 import { MIN_EPSILON_PARAMS, MinimalEpsilon } from './min-epsilon.js';
 import {
   describeParam,
@@ -21,7 +23,8 @@ import {
   type ParamValues,
   type ResolvedParams,
 } from './params.js';
-import { BIM_PARAMS, L2Pgd, LinfBim, LinfMiFgsm, LinfPgd, MIFGSM_PARAMS, PGD_PARAMS } from './pgd.js';
+import { BIM_PARAMS, L1Slide, L2Pgd, LinfBim, LinfMiFgsm, LinfPgd, MIFGSM_PARAMS, PGD_PARAMS, SLIDE_PARAMS } from './pgd.js';
+import { SparseRs, SPARSE_RS_PARAMS } from './sparse-rs.js';
 import { SquareAttack, SQUARE_PARAMS } from './square.js';
 
 /** One registered attack: its name, what it is, its parameters, and how to build it. */
@@ -55,23 +58,46 @@ export const ATTACKS: readonly AttackEntry[] = [
   entry({
     name: 'pgd',
     kind: 'fixed-epsilon',
-    summary: 'PGD with random start and restarts, Madry et al. 2018; L∞ or L2',
+    summary: 'PGD with random start and restarts, Madry et al. 2018; L∞ or L2; targeted with target=random|next|least|k',
     params: PGD_PARAMS,
     create: ({ norm, ...p }) => (norm === 'l2' ? new L2Pgd(p) : new LinfPgd(p)),
   }),
+  entry({ name: 'slide', kind: 'fixed-epsilon', summary: 'SLIDE, sparse L1 PGD, Tramèr & Boneh 2019; L1', params: SLIDE_PARAMS, create: (p) => new L1Slide(p) }),
   entry({ name: 'mifgsm', kind: 'fixed-epsilon', summary: 'MI-FGSM, Dong et al. 2018; L∞', params: MIFGSM_PARAMS, create: (p) => new LinfMiFgsm(p) }),
   entry({ name: 'apgd-ce', kind: 'fixed-epsilon', summary: 'APGD on cross-entropy, Croce & Hein 2020; L∞ or L2', params: APGD_CE_PARAMS, create: (p) => new ApgdCe(p) }),
   entry({ name: 'apgd-dlr', kind: 'fixed-epsilon', summary: 'APGD on the DLR loss, Croce & Hein 2020; L∞ or L2', params: APGD_PARAMS, create: (p) => new ApgdDlr(p) }),
   entry({ name: 'apgd-t', kind: 'fixed-epsilon', summary: 'APGD on the targeted DLR loss, top-k targets, Croce & Hein 2020; L∞ or L2', params: APGD_T_PARAMS, create: (p) => new ApgdT(p) }),
   entry({ name: 'square', kind: 'fixed-epsilon', summary: 'Square attack, score-based black box, Andriushchenko et al. 2020; L∞ or L2', params: SQUARE_PARAMS, create: (p) => new SquareAttack(p) }),
+  entry({
+    name: 'sparse-rs',
+    kind: 'fixed-epsilon',
+    summary: 'Sparse-RS, score-based black box, Croce et al. 2022; L0 (ε changed pixels)',
+    params: SPARSE_RS_PARAMS,
+    create: (p) => new SparseRs(p),
+  }),
   entry({ name: 'cw', kind: 'minimization', summary: 'Carlini–Wagner, Carlini & Wagner 2017; L2', params: CW_PARAMS, create: (p) => new L2CarliniWagner(p) }),
   entry({ name: 'deepfool', kind: 'minimization', summary: 'DeepFool, Moosavi-Dezfooli et al. 2016; L2 or L∞', params: DEEPFOOL_PARAMS, create: (p) => new DeepFool(p) }),
+  entry({ name: 'fab', kind: 'minimization', summary: 'FAB, fast adaptive boundary, Croce & Hein 2020; minimum-norm L∞, L2 or L1', params: FAB_PARAMS, create: (p) => new Fab(p) }),
+  entry({
+    name: 'fab-t',
+    kind: 'minimization',
+    summary: 'FAB-T, targeted FAB over the top-k classes (AutoAttack), Croce & Hein 2020; minimum-norm L∞, L2 or L1',
+    params: FAB_T_PARAMS,
+    create: (p) => new FabT(p),
+  }),
   entry({
     name: 'dam-boundary',
     kind: 'minimization',
     summary: 'DAM boundary attack, Krotov & Hopfield 2018 (seeds-spec 1.7); L∞ steps',
     params: DAM_BOUNDARY_PARAMS,
     create: (p) => new LinfDamBoundary(p),
+  }),
+  entry({
+    name: 'hsj',
+    kind: 'minimization',
+    summary: 'HopSkipJump, decision-based (labels only), Chen, Jordan & Wainwright 2020; minimum-norm L2 or L∞',
+    params: HSJ_PARAMS,
+    create: (p) => new HopSkipJump(p),
   }),
   entry({
     name: 'mineps',
@@ -84,7 +110,7 @@ export const ATTACKS: readonly AttackEntry[] = [
       return new MinimalEpsilon(inner, p);
     },
   }),
-  entry({ name: 'autoattack', kind: 'fixed-epsilon', summary: 'AutoAttack standard cascade (APGD-CE, APGD-T, Square; no FAB-T), Croce & Hein 2020', params: AUTOATTACK_PARAMS, create: (p) => new AutoAttack(p) }),
+  entry({ name: 'autoattack', kind: 'fixed-epsilon', summary: 'AutoAttack, Croce & Hein 2020: version=standard (APGD-CE, APGD-T, FAB-T, Square), rand (APGD-CE, APGD-DLR with EOT), fast (default: standard without FAB-T); L∞ or L2', params: AUTOATTACK_PARAMS, create: (p) => new AutoAttack(p) }),
 ];
 
 const BY_NAME = new Map(ATTACKS.map((e) => [e.name, e]));

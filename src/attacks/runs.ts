@@ -154,11 +154,19 @@ export async function withRestarts(
   return { adversarial: tf.tensor2d(points, [count, dim]), found };
 }
 
-/** Random start inside each row's ε ball: uniform per pixel (L∞) or uniform in the ball (L2). */
-export function randomStart(norm: 'linf' | 'l2', x0: Tensor2D, eps: Tensor2D, rng: Rng): Tensor2D {
+/**
+ * Random start inside each row's ε ball: uniform per pixel (L∞), uniform in the ball (L2), or
+ * uniform in the L1 ball: random signs on `e_i / Σ_{j≤D+1} e_j` with `e_j` standard exponentials.
+ */
+export function randomStart(norm: 'linf' | 'l2' | 'l1', x0: Tensor2D, eps: Tensor2D, rng: Rng): Tensor2D {
   const [m, dim] = x0.shape;
   return tf.tidy(() => {
     if (norm === 'linf') return tf.add(x0, tf.mul(tf.tensor2d(rng.uniforms(m * dim, -1, 1), [m, dim]), eps)) as Tensor2D;
+    if (norm === 'l1') {
+      const e = tf.neg(tf.log(tf.sub(1, tf.tensor2d(rng.uniforms(m * (dim + 1)), [m, dim + 1]))));
+      const point = tf.div(e.slice([0, 0], [m, dim]), tf.sum(e, 1, true));
+      return tf.add(x0, tf.mul(tf.mul(point, tf.tensor2d(rng.signs(m * dim), [m, dim])), eps)) as Tensor2D;
+    }
     const gauss = tf.tensor2d(rng.normals(m * dim), [m, dim]);
     const unit = tf.div(gauss, tf.maximum(tf.norm(gauss, 'euclidean', 1, true), 1e-12));
     const radius = tf.pow(tf.tensor2d(rng.uniforms(m), [m, 1]), 1 / dim);

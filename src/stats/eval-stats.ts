@@ -23,6 +23,9 @@ export interface AdversarialResult {
   /** ‖adversarial − clean‖∞ and ‖·‖₂, pixel units. */
   linf: number;
   l2: number;
+  /** ‖·‖₁ and ‖·‖₀ (values changed), where the worker measured them. */
+  l1?: number;
+  l0?: number;
   /** The source model's softmax probability of its predicted class on the adversarial. */
   confidence: number;
   /** Every evaluated model's prediction on this adversarial, by model id; includes `source`. */
@@ -141,6 +144,8 @@ export class EvalStats {
         success: a.success,
         linf: a.linf,
         l2: a.l2,
+        ...(a.l1 !== undefined ? { l1: a.l1 } : {}),
+        ...(a.l0 !== undefined ? { l0: a.l0 } : {}),
         advConfidence: a.confidence,
       });
       this.transfer.add(a.attack, a.source, label, a.preds);
@@ -306,6 +311,8 @@ function checkSample(sample: SampleResult, grids: ReadonlyMap<string, readonly n
     }
     checkNonNegative(a.linf, `${where} linf`);
     checkNonNegative(a.l2, `${where} l2`);
+    if (a.l1 !== undefined) checkNonNegative(a.l1, `${where} l1`);
+    if (a.l0 !== undefined) checkNonNegative(a.l0, `${where} l0`);
     if (typeof a.confidence !== 'number' || !(a.confidence >= 0 && a.confidence <= 1)) {
       throw Errors.badArgument(`${where}: confidence must be in [0, 1], got ${String(a.confidence)}`, { attack, source });
     }

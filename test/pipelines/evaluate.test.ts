@@ -88,6 +88,8 @@ async function directStatistics(records: ImageRecord[]): Promise<EvalStats> {
             success: res.success[i] === 1,
             linf: res.linf[i]!,
             l2: res.l2[i]!,
+            l1: res.l1[i]!,
+            l0: res.l0[i]!,
             confidence: Math.min(1, Math.max(0, conf[i]!)),
             preds: Object.fromEntries(classifiers.map((m, t) => [m.id, preds[t]![i]!])),
           });
