@@ -1,6 +1,7 @@
 /**
  * The score-based and label-only attacks on a black-box ONNX model (ONNX Runtime, no input
- * gradients): the shipped ReLU MLP exported as another framework would, 16 MNIST test images.
+ * gradients, since its graph holds an op without a gradient rule): the shipped ReLU MLP exported as
+ * another framework would, 16 MNIST test images.
  */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ const data = mnist('t10k', 0, N);
 beforeAll(async () => {
   await initBackend({ backend: 'wasm' });
   const dir = await mkdtemp(path.join(tmpdir(), 'advstream-black-box-'));
-  runner = await buildRunner(await loadArtifact(await writeTorchLikeMlp(dir, 'mlp')), 'auto');
+  runner = await buildRunner(await loadArtifact(await writeTorchLikeMlp(dir, 'mlp', { opaque: true })), 'auto');
   x = tf.tensor2d(data.x, [N, 784]);
   labels = tf.tensor1d(data.labels, 'int32');
 });
