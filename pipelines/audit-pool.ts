@@ -5,10 +5,9 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { formatShape, type Shape } from '../src/data/index.js';
+import type { Shape } from '../src/data/index.js';
 import { planDetectors, planModels, type DetectorPlan, type PlanOptions } from '../src/detect/index.js';
 import type { EngineChoice } from '../src/engine/build.js';
-import { Errors } from '../src/errors.js';
 import { loadArtifact, type ModelArtifact } from '../src/models/artifact.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import {
@@ -23,6 +22,7 @@ import {
 import { enginesOf } from '../workers/protocol.js';
 import { modelDigest } from './checkpoint.js';
 import { mainThread, workerPool, type TaskKind, type TaskRunner } from './runner.js';
+import { commonInputShape, positiveInt } from './options.js';
 
 /**
  * The detectors of an audit that names none: the order-disagreement audit of Krotov & Hopfield
@@ -93,12 +93,6 @@ export function poolRun(pool: AuditPool): { backend: string; engine: string; sim
   return { backend: pool.ready.backend.backend, engine: pool.engine, simd: pool.ready.backend.simd, mode: pool.runner.mode, workers: pool.runner.threads };
 }
 
-function positiveInt(name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback;
-  if (!(Number.isSafeInteger(v) && v > 0)) throw Errors.badArgument(`${name} must be a positive integer, got ${String(value)}`);
-  return v;
-}
-
 /**
  * Parses the detector specs, loads every model (the plan's and `extraModels`) and starts the
  * threads, which bind the plan to their models. Specs are checked before any model is read.
@@ -126,12 +120,7 @@ export async function openAuditPool(options: AuditPoolOptions = {}, extraModels:
   try {
     const ready = await runner.ready();
     const planModelsInfo = ready.models.filter((m) => planIds.includes(m.id));
-    const shape = ready.models[0]!.inputShape;
-    for (const m of ready.models) {
-      if (formatShape(m.inputShape) !== formatShape(shape)) {
-        throw Errors.badArgument(`the models take different inputs: ${ready.models.map((x) => `${x.id} ${formatShape(x.inputShape)}`).join(', ')}`);
-      }
-    }
+    const shape = commonInputShape(ready.models);
     return {
       runner,
       ready,

@@ -11,6 +11,8 @@ import { Errors } from '../src/errors.js';
 import type { AuditTaskResult } from '../workers/audit-task.js';
 import { openAuditPool, poolRun, type AuditPool, type AuditPoolOptions } from './audit-pool.js';
 import { resolveCalibration, type CalibrationOptions } from './calibrate.js';
+import { withRetries } from './operators.js';
+import { nonNegativeInt, positiveInt } from './options.js';
 import { isWorkerCrash } from './runner.js';
 
 /** One record's verdict: plain JSON, one NDJSON line of `advstream audit`. */
@@ -80,12 +82,6 @@ export interface Auditor {
   close(): Promise<void>;
 }
 
-function positiveInt(name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback;
-  if (!(Number.isSafeInteger(v) && v > 0)) throw Errors.badArgument(`${name} must be a positive integer, got ${String(value)}`);
-  return v;
-}
-
 /** The verdicts of one scored batch. */
 export function verdictsOf(
   records: readonly Pick<ImageRecord, 'id' | 'label'>[],
@@ -128,8 +124,7 @@ export function packRecords(records: readonly ImageRecord[], shape: Shape, where
 export async function auditorOnPool(pool: AuditPool, options: AuditorOptions = {}): Promise<Auditor> {
   const batch = positiveInt('batch', options.batch, 32);
   const maxInFlight = positiveInt('maxInFlight', options.maxInFlight, 2 * pool.runner.threads);
-  const retries = options.retries ?? 2;
-  if (!(Number.isSafeInteger(retries) && retries >= 0)) throw Errors.badArgument(`retries must be a non-negative integer, got ${retries}`);
+  const retries = nonNegativeInt('retries', options.retries, 2);
   const { calibration, file, reused } = await resolveCalibration(pool, {
     ...options,
     batch,
@@ -156,14 +151,13 @@ export async function auditorOnPool(pool: AuditPool, options: AuditorOptions = {
   const runBatch = async (records: readonly ImageRecord[], signal: AbortSignal): Promise<AuditVerdict[]> => {
     const pixels = packRecords(records, pool.shape);
     const index = next++;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const result = await pool.runner.run({ kind: 'score', index, attempt, count: records.length, dim: pool.dim, pixels, evidence: true }, signal);
-        return verdictsOf(records, result, calibration, pool.planIds);
-      } catch (e) {
-        if (signal.aborted || !isWorkerCrash(e) || attempt >= retries) throw e;
-      }
-    }
+    const result = await withRetries(
+      index,
+      (_, attempt, s) => pool.runner.run({ kind: 'score', index, attempt, count: records.length, dim: pool.dim, pixels, evidence: true }, s),
+      { retries, retryable: isWorkerCrash, describe: () => `audit batch ${index}` },
+      signal,
+    );
+    return verdictsOf(records, result, calibration, pool.planIds);
   };
   return {
     plan: pool.plan,

@@ -18,7 +18,7 @@ import { buildRunner, type EngineChoice } from '../src/engine/build.js';
 import { Errors } from '../src/errors.js';
 import type { ModelArtifact } from '../src/models/artifact.js';
 import { inputSize } from '../src/models/classifier.js';
-import type { ReadyModel, TaskResultHeader, TaskRuntime } from './protocol.js';
+import { sum, type ReadyModel, type TaskResultHeader, type TaskRuntime } from './protocol.js';
 import { asRunner, isStopping, type ModelRunner } from '../src/models/runner.js';
 
 /** The source of an adaptive attack: the joint classifier of one detector's models. */
@@ -126,12 +126,6 @@ export function sendAuditTask(task: AuditTask): { task: AuditTask; transfer: Arr
     task: { ...task, pixels, labels, ...(targets ? { targets } : {}) },
     transfer: [pixels.buffer, labels.buffer, ...(targets ? [targets.buffer] : [])],
   };
-}
-
-function sum(counts: Uint32Array): number {
-  let total = 0;
-  for (let i = 0; i < counts.length; i++) total += counts[i]!;
-  return total;
 }
 
 /** One thread's audit state: the backend, every model built once, the bound plan, parsed attacks. */

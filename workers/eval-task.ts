@@ -16,7 +16,7 @@ import type { ModelArtifact } from '../src/models/artifact.js';
 import { inputSize } from '../src/models/classifier.js';
 import { isStopping, type ModelRunner } from '../src/models/runner.js';
 import { buildRunner, type EngineChoice } from '../src/engine/build.js';
-import { describeFailure, type ReadyModel, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
+import { describeFailure, sum, type ReadyModel, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
 
 /**
  * Test-only hooks, carried in the pool's `workerData`; never set them outside tests. They make a
@@ -31,11 +31,22 @@ export interface EvalTestHooks {
   delayMs?: number;
 }
 
-/** What a thread needs to evaluate: model bytes, attack specs, the backend to start. */
+/** One (attack, source model) pair, by index into the setup's attacks and models. */
+export interface EvalPair {
+  attack: number;
+  source: number;
+}
+
+/** What a thread needs to evaluate: model bytes, attack specs, the pairs to run, the backend to start. */
 export interface EvalSetup {
   models: ModelArtifact[];
   /** Canonical attack specs, in evaluation order. */
   attacks: string[];
+  /**
+   * The pairs to run, decided once by the pipeline from the models' capabilities, in the order of
+   * the result's slots; every model is still scored on every pair's adversarials.
+   */
+  pairs: EvalPair[];
   /** A forced backend; the default is the first that starts (never tfjs-node in a worker). */
   backend?: string;
   /** Which engine computes the models (see `src/engine/build.ts`); default `auto`. */
@@ -64,11 +75,11 @@ export interface EvalTask {
 }
 
 /**
- * A finished batch. With M models and A attacks there are P = A·M (attack, source) pairs, pair
- * `p = a·M + s`. Arrays are flat: `clean[m·count + i]`, `success[p·count + i]` (likewise `linf`,
- * `l2`, `confidence`, `minEps`), `preds[(p·M + t)·count + i]` (model t's prediction on the
- * adversarial of pair p), `adversarial[(p·pixelCount + i)·dim + j]` (value j of the adversarial of
- * image i < pixelCount under pair p).
+ * A finished batch. With M models and the Q pairs of `EvalSetup.pairs`, pair q in their order,
+ * arrays are flat: `clean[m·count + i]`, `success[q·count + i]` (likewise `linf`, `l2`,
+ * `confidence`, `minEps`), `preds[(q·M + t)·count + i]` (model t's prediction on the adversarial of
+ * pair q), `adversarial[(q·pixelCount + i)·dim + j]` (value j of the adversarial of image
+ * i < pixelCount under pair q).
  */
 export interface EvalTaskResult extends TaskResultHeader {
   /** Input-gradient evaluations spent by the attacks. */
@@ -108,12 +119,6 @@ export function resultBuffers(r: EvalTaskResult): ArrayBuffer[] {
 }
 
 export { describeFailure };
-
-function sum(counts: Uint32Array): number {
-  let total = 0;
-  for (let i = 0; i < counts.length; i++) total += counts[i]!;
-  return total;
-}
 
 /**
  * One thread's evaluation state: the backend, started once; a model cache keyed by model id, each
@@ -181,17 +186,19 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
     const kept = task.pixelCount ?? 0;
     if (!(Number.isSafeInteger(kept) && kept >= 0 && kept <= n)) throw Errors.badArgument(`pixelCount must be an integer in [0, ${n}], got ${kept}`);
     const M = models.length;
-    const P = this.attacks.length * M;
+    const pairs = this.setup.pairs;
+    const Q = pairs.length;
     const clean = new Int32Array(M * n);
-    const success = new Uint8Array(P * n);
-    const linf = new Float32Array(P * n);
-    const l2 = new Float32Array(P * n);
-    const confidence = new Float32Array(P * n);
-    const minEps = new Float32Array(P * n).fill(Number.NaN);
-    const preds = new Int32Array(P * M * n);
-    const adversarial = new Float32Array(P * kept * dim);
+    const success = new Uint8Array(Q * n);
+    const linf = new Float32Array(Q * n);
+    const l2 = new Float32Array(Q * n);
+    const confidence = new Float32Array(Q * n);
+    const minEps = new Float32Array(Q * n).fill(Number.NaN);
+    const preds = new Int32Array(Q * M * n);
+    const adversarial = new Float32Array(Q * kept * dim);
     let gradEvals = 0;
-    let forwardEvals = n * M * (1 + P);
+    // The clean pass, and one scoring pass of every model per pair that ran.
+    let forwardEvals = n * M * (1 + Q);
     const x = tf.tensor2d(task.pixels, [n, dim]);
     const labels = tf.tensor1d(task.labels, 'int32');
     try {
@@ -202,36 +209,31 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
         clean.set(await pred.data(), m * n);
         pred.dispose();
       }
-      for (let a = 0; a < this.attacks.length; a++) {
+      for (let q = 0; q < Q; q++) {
+        const { attack: a, source: s } = pairs[q]!;
         const attack = this.attacks[a]!;
-        for (let s = 0; s < M; s++) {
-          const source = models[s]!;
-          const p = a * M + s;
-          // A gradient attack cannot run on a black-box source: the pair is skipped (see
-          // `ResultLayout.skipped`), and the source stays a transfer target of the others.
-          if (!attack.gradientFree && source.gradientEngine === 'none') continue;
-          const res = await attack.run(source, x, labels, { seed: pairSeed(task.seed, attack.id, source.id) });
-          gradEvals += sum(res.gradients);
-          forwardEvals += sum(res.forwards);
-          success.set(res.success, p * n);
-          linf.set(res.linf, p * n);
-          l2.set(res.l2, p * n);
-          if (res.minEpsilon) minEps.set(res.minEpsilon, p * n);
-          // Copied out: the result's buffers are transferred, and an attack's array may alias a tensor's storage.
-          if (kept > 0) adversarial.set(res.adversarial.subarray(0, kept * dim), p * kept * dim);
-          const adv = tf.tensor2d(res.adversarial, [n, dim]);
-          try {
-            for (let t = 0; t < M; t++) {
-              const scores = await models[t]!.scores(adv);
-              const scored = tf.tidy(() => ({ pred: tf.argMax(scores, 1), conf: t === s ? tf.max(tf.softmax(scores), 1) : undefined }));
-              scores.dispose();
-              preds.set(await scored.pred.data(), (p * M + t) * n);
-              if (scored.conf) confidence.set(await scored.conf.data(), p * n);
-              tf.dispose([scored.pred, ...(scored.conf ? [scored.conf] : [])]);
-            }
-          } finally {
-            adv.dispose();
+        const source = models[s]!;
+        const res = await attack.run(source, x, labels, { seed: pairSeed(task.seed, attack.id, source.id) });
+        gradEvals += sum(res.gradients);
+        forwardEvals += sum(res.forwards);
+        success.set(res.success, q * n);
+        linf.set(res.linf, q * n);
+        l2.set(res.l2, q * n);
+        if (res.minEpsilon) minEps.set(res.minEpsilon, q * n);
+        // Copied out: the result's buffers are transferred, and an attack's array may alias a tensor's storage.
+        if (kept > 0) adversarial.set(res.adversarial.subarray(0, kept * dim), q * kept * dim);
+        const adv = tf.tensor2d(res.adversarial, [n, dim]);
+        try {
+          for (let t = 0; t < M; t++) {
+            const scores = await models[t]!.scores(adv);
+            const scored = tf.tidy(() => ({ pred: tf.argMax(scores, 1), conf: t === s ? tf.max(tf.softmax(scores), 1) : undefined }));
+            scores.dispose();
+            preds.set(await scored.pred.data(), (q * M + t) * n);
+            if (scored.conf) confidence.set(await scored.conf.data(), q * n);
+            tf.dispose([scored.pred, ...(scored.conf ? [scored.conf] : [])]);
           }
+        } finally {
+          adv.dispose();
         }
       }
     } finally {

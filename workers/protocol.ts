@@ -71,7 +71,13 @@ export function taskWorker<Setup, Task, Result extends object, Ready>(
   };
 }
 
-/** What every finished task reports beside its own results. */
+/** The total of a per-sample count (an attack's gradient or forward evaluations). */
+export function sum(counts: ArrayLike<number>): number {
+  let total = 0;
+  for (let i = 0; i < counts.length; i++) total += counts[i]!;
+  return total;
+}
+
 /** One model as a started runtime describes it. */
 export interface ReadyModel {
   id: string;
@@ -88,6 +94,7 @@ export function enginesOf(models: readonly Pick<ReadyModel, 'engine'>[]): string
   return [...new Set(models.map((m) => m.engine))].join('+');
 }
 
+/** What every finished task reports beside its own results. */
 export interface TaskResultHeader {
   ok: true;
   index: number;

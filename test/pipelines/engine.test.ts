@@ -9,9 +9,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { lastValueFrom, toArray } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseAttackSpec } from '../../src/attacks/index.js';
 import { openSource } from '../../src/data/index.js';
 import { loadArtifact } from '../../src/models/artifact.js';
 import { evaluate, type EvalEvent, type FinalEvent, type StartEvent } from '../../pipelines/index.js';
+import { isBlackBox } from '../../pipelines/eval-plan.js';
+import { runningPairs } from '../../pipelines/samples.js';
 import { EvalRuntime, type EvalTask } from '../../workers/eval-task.js';
 import { writeTorchLikeMlp } from '../engine/onnx-fixture.js';
 
@@ -83,7 +86,9 @@ describe('engines in the evaluation', () => {
 
   it('leaks no tensors over many native batches', async () => {
     const artifacts = [await loadArtifact('zoo:mlp-relu'), await loadArtifact('zoo:dam-n20'), await loadArtifact(onnxFile)];
-    const rt = await EvalRuntime.create({ models: artifacts, attacks: ['fgsm:eps=0.1', 'pgd:eps=0.3,steps=3', 'apgd-ce:eps=0.3,steps=3', 'square:eps=0.3,queries=10'], backend: 'wasm', engine: 'onnx' }, 'main');
+    const attacks = ['fgsm:eps=0.1', 'pgd:eps=0.3,steps=3', 'apgd-ce:eps=0.3,steps=3', 'square:eps=0.3,queries=10'];
+    const pairs = runningPairs(attacks.map((a) => parseAttackSpec(a)), artifacts.map(isBlackBox));
+    const rt = await EvalRuntime.create({ models: artifacts, attacks, pairs, backend: 'wasm', engine: 'onnx' }, 'main');
     const pixels = new Float32Array(16 * 784);
     const labels = new Int32Array(16);
     let i = 0;
