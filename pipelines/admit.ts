@@ -43,6 +43,8 @@ export function admitRecords<T>(options: AdmitOptions, recordOf: (item: T) => Im
       const fail = (e: unknown) => {
         if (!subscriber.closed) subscriber.error(e);
       };
+      // Reject writes still pending: the output completes only once they are written.
+      const writing = new Set<Promise<void>>();
       return source.subscribe({
         next: (item) => {
           if (failing || subscriber.closed) return;
@@ -63,12 +65,17 @@ export function admitRecords<T>(options: AdmitOptions, recordOf: (item: T) => Im
             else fail(error);
             return;
           }
-          written?.catch(fail);
+          if (written) {
+            writing.add(written);
+            written.then(() => writing.delete(written), fail);
+          }
           options.onSkip?.(record);
         },
         error: fail,
         complete: () => {
-          if (!failing) subscriber.complete();
+          if (failing) return;
+          if (writing.size === 0) subscriber.complete();
+          else Promise.all(writing).then(() => subscriber.complete(), fail);
         },
       });
     });

@@ -4,7 +4,7 @@ import { filter, take } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf, type Tensor2D } from '../../src/backend/index.js';
 import { deriveSeed, parseAttackSpec } from '../../src/attacks/index.js';
-import { fromRecords, openSource, type ImageRecord } from '../../src/data/index.js';
+import { fromRecords, openSource, toObservable, type ImageRecord, type RecordSource } from '../../src/data/index.js';
 import { isAdvstreamError } from '../../src/errors.js';
 import { buildClassifier, loadArtifact } from '../../src/models/artifact.js';
 import type { Classifier } from '../../src/models/classifier.js';
@@ -47,6 +47,18 @@ function fnv(id: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
   return h >>> 0;
+}
+
+/** A source of the caller's own that checks nothing: the pipeline must. */
+function unchecked(records: () => AsyncGenerator<ImageRecord>): RecordSource {
+  const source: RecordSource = {
+    uri: 'unchecked',
+    counters: { read: 0, rejected: 0, skipped: 0 },
+    describe: () => ({ uri: 'unchecked', kind: 'records' }),
+    toObservable: (o) => toObservable(source, o),
+    [Symbol.asyncIterator]: records,
+  };
+  return source;
 }
 
 /** The evaluation done by hand, in this thread, one batch after another. */
@@ -309,6 +321,84 @@ describe('evaluate', () => {
       (e: unknown) => e,
     );
     expect(isAdvstreamError(failed) && failed.code).toBe('BAD_RECORD');
+  });
+
+  it('rejects a record with a pixel outside [0, 1] through the reject policy, as the audit does', async () => {
+    const records = async function* (): AsyncGenerator<ImageRecord> {
+      for await (const r of openSource('mnist:test', { limit: 20 })) {
+        if (r.id !== 'mnist:test/5') yield r;
+        else {
+          const pixels = r.pixels.slice();
+          pixels[7] = 2;
+          yield { ...r, pixels };
+        }
+      }
+    };
+    const rejected: string[] = [];
+    const skipped = finalOf(
+      await allEvents(
+        evaluate(unchecked(records), {
+          ...options({ attacks: ['fgsm:eps=0.1'], onBadRecord: 'skip', workers: 1 }),
+          rejects: { write: (r) => void rejected.push(`${r.id}: ${r.code}: ${r.reason}`) },
+        }),
+      ),
+    );
+    expect(skipped.images).toBe(19);
+    expect(skipped.progress.dropped).toBe(1);
+    expect(rejected).toEqual(['mnist:test/5: BAD_RECORD: pixel 7 is 2, outside [0, 1]']);
+  });
+
+  it('fails through its checkpoint-on-error path when the reject sink fails', async () => {
+    const dir = await scratchDir('rejects-fail');
+    const file = path.join(dir, 'eval.ckpt.json');
+    const counters = evalCounters();
+    try {
+      const records = async function* (): AsyncGenerator<ImageRecord> {
+        for await (const r of openSource('mnist:test', { limit: 40 })) yield r.id === 'mnist:test/20' ? { id: r.id, shape: r.shape, pixels: r.pixels } : r;
+      };
+      const sinkDown = new Error('the rejects disk is full');
+      const error = await allEvents(
+        evaluate(fromRecords(records()), {
+          ...options({ attacks: ['fgsm:eps=0.1'], onBadRecord: 'skip', workers: 1, checkpoint: { file }, counters }),
+          rejects: { write: () => Promise.reject(sinkDown) },
+        }),
+      ).catch((e: unknown) => e);
+      expect(error).toBe(sinkDown);
+      // The committed prefix was saved, so a rerun resumes; and the pool is closed.
+      expect(await readCheckpoint(file)).toMatchObject({ complete: false });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(counters.poolOpen).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps the in-flight bound with a counters object reused from an earlier run', async () => {
+    const counters = evalCounters();
+    const workers = 2;
+    const batch = 4;
+    await allEvents(evaluate({ uri: 'mnist:test', limit: 32 }, { models: [models[1]!], attacks: ['fgsm:eps=0.1'], workers, batch, backend: 'wasm', counters }));
+    expect(counters.committed).toBe(8);
+    function* endless(): Generator<ImageRecord> {
+      const base = new Float32Array(784);
+      for (let i = 0; i < 1_000_000; i++) yield { id: `synthetic/${i}`, label: i % 10, shape: [28, 28, 1], pixels: base.slice() };
+    }
+    const batches = await allEvents(
+      evaluate(fromRecords(endless()), {
+        models: [models[1]!],
+        attacks: ['fgsm:eps=0.1'],
+        workers,
+        batch,
+        backend: 'wasm',
+        counters,
+        testHooks: { delayMs: 50 },
+      }).pipe(
+        filter((e) => e.type === 'batch'),
+        take(4),
+      ),
+    );
+    expect(batches).toHaveLength(4);
+    expect(counters.maxOutstanding).toBeLessThanOrEqual((2 * workers + 1) * batch);
   });
 
   it('runs the same task in the main thread, without a pool, to the same statistics', async () => {
