@@ -17,7 +17,6 @@ import {
   type AuditSetup,
   type AuditTask,
   type AuditTaskResult,
-  type AuditTestHooks,
 } from '../workers/audit-task.js';
 import { enginesOf } from '../workers/protocol.js';
 import { modelDigest } from './checkpoint.js';
@@ -60,8 +59,6 @@ export interface AuditPoolOptions {
   engine?: EngineChoice;
   /** Run batches in the main thread even without tfjs-node. */
   mainThread?: boolean;
-  /** Test only: see {@link AuditTestHooks}. */
-  testHooks?: AuditTestHooks;
 }
 
 export type AuditRunner = TaskRunner<AuditTask, AuditTaskResult, AuditReady>;
@@ -113,7 +110,6 @@ export async function openAuditPool(options: AuditPoolOptions = {}, extraModels:
     plan,
     ...(options.backend !== undefined ? { backend: options.backend } : {}),
     ...(options.engine !== undefined ? { engine: options.engine } : {}),
-    ...(options.testHooks ? { hooks: options.testHooks } : {}),
   };
   const inMain = options.mainThread ?? options.backend === 'tensorflow';
   const runner = inMain ? mainThread(AUDIT_TASKS, setup) : workerPool(AUDIT_TASKS, setup, workers);

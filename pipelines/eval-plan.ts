@@ -14,9 +14,10 @@ import { Errors } from '../src/errors.js';
 import { loadArtifact, type ModelArtifact } from '../src/models/artifact.js';
 import { defaultZooRefs } from '../src/models/zoo.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
-import type { EvalPair, EvalTestHooks } from '../workers/eval-task.js';
+import type { EvalPair, EvalReady, EvalSetup, EvalTask, EvalTaskResult } from '../workers/eval-task.js';
 import { configDifferences, configHash, modelDigest, readCheckpoint, type CheckpointConfig, type EvalCheckpoint } from './checkpoint.js';
 import { badRecordPolicy, cadence, isSpec, nonNegativeInt, positiveInt, type Cadence, type EvalSource, type StatsEvery } from './options.js';
+import type { TaskKind } from './runner.js';
 import { runningPairs, worstCaseGroups, type ResultLayout } from './samples.js';
 
 /** The attacks of an evaluation that names none. */
@@ -122,8 +123,8 @@ export interface EvaluateOptions {
   provenance?: Record<string, unknown>;
   /** Filled live; see {@link EvalCounters}. */
   counters?: EvalCounters;
-  /** Test only: see {@link EvalTestHooks}. */
-  testHooks?: EvalTestHooks;
+  /** The task kind the batches run as; default `EVAL_TASKS` (a test runs a task file that fails on purpose). */
+  tasks?: TaskKind<EvalSetup, EvalTask, EvalTaskResult, EvalReady>;
 }
 
 /** An evaluation, resolved. */

@@ -26,7 +26,7 @@ import { finalEvent, startEvent, statsEvent, throughputOf, type EvalEvent, type 
 import { evalCounters, planEvaluation, type EvalPlan, type EvaluateOptions } from './eval-plan.js';
 import { pooledBatches } from './operators.js';
 import { commonInputShape, type EvalSource } from './options.js';
-import { isWorkerCrash, mainThreadRunner, poolRunner } from './runner.js';
+import { EVAL_TASKS, isWorkerCrash, mainThread, workerPool } from './runner.js';
 import { sampleResults, type BatchPixels } from './samples.js';
 import { pipeline } from './shell.js';
 
@@ -119,9 +119,9 @@ export function evaluate(source: EvalSource, options: EvaluateOptions = {}): Obs
       pairs: p.pairs,
       engine: p.engine,
       ...(options.backend !== undefined ? { backend: options.backend } : {}),
-      ...(options.testHooks ? { hooks: options.testHooks } : {}),
     };
-    const runner = p.mainThread ? mainThreadRunner(setup) : poolRunner(setup, p.workers);
+    const kind = options.tasks ?? EVAL_TASKS;
+    const runner = p.mainThread ? mainThread(kind, setup) : workerPool(kind, setup, p.workers);
     counters.poolOpen = runner.mode === 'pool';
     scope.defer(async () => {
       await runner.close();

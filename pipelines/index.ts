@@ -100,5 +100,5 @@ export {
 export { createAuditServer, type AuditServer, type AuditServerOptions } from './serve.js';
 export { readCheckpoint, type CheckpointConfig, type EvalCheckpoint } from './checkpoint.js';
 export { SamplesFile, webhookSink, type WebhookOptions, type WebhookReport, type WebhookSink } from './sinks.js';
-export { batchSeed, pairSeed, type EvalPair, type EvalTestHooks } from '../workers/eval-task.js';
+export { batchSeed, pairSeed, type EvalPair } from '../workers/eval-task.js';
 export { train, type DenseData, type TrainEvent, type TrainOptions } from './train.js';

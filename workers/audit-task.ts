@@ -10,7 +10,6 @@
  * thread (tfjs-node).
  */
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAttackSpec, type Attack } from '../src/attacks/index.js';
 import { initBackend, tf, type BackendInfo, type Tensor2D } from '../src/backend/index.js';
 import { bindPlan, detectorEnsemble, planModels, runDetectors, type DetectorPlan, type Evidence } from '../src/detect/index.js';
@@ -19,16 +18,10 @@ import { Errors } from '../src/errors.js';
 import type { ModelArtifact } from '../src/models/artifact.js';
 import { inputSize } from '../src/models/classifier.js';
 import { sum, type ReadyModel, type TaskResultHeader, type TaskRuntime } from './protocol.js';
-import { asRunner, isStopping, type ModelRunner } from '../src/models/runner.js';
+import { asRunner, stoppable, type ModelRunner } from '../src/models/runner.js';
 
 /** The source of an adaptive attack: the joint classifier of one detector's models. */
 export const ADAPTIVE_PREFIX = 'adaptive:';
-
-/** Test-only hooks, carried in the pool's `workerData`; never set them outside tests. */
-export interface AuditTestHooks {
-  /** Each task waits this long before working: a slow worker. */
-  delayMs?: number;
-}
 
 /** What a thread needs to audit: model bytes, the detector plan, the backend to start. */
 export interface AuditSetup {
@@ -39,7 +32,6 @@ export interface AuditSetup {
   backend?: string;
   /** Which engine computes the models (see `src/engine/build.ts`); default `auto`. */
   engine?: EngineChoice;
-  hooks?: AuditTestHooks;
 }
 
 interface TaskBase {
@@ -201,9 +193,8 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
   }
 
   /** Scores (and for an attack task, first attacks) one batch; see {@link AuditTaskResult}. */
-  async run(task: AuditTask): Promise<AuditTaskResult> {
-    // In short naps, so that a closing pool stops a slow task promptly (see `watchStopFlag`).
-    for (let left = this.setup.hooks?.delayMs ?? 0; left > 0 && !isStopping(); left -= 20) await sleep(Math.min(20, left));
+  async run(task: AuditTask, signal: AbortSignal = new AbortController().signal): Promise<AuditTaskResult> {
+    signal.throwIfAborted();
     const startMs = performance.timeOrigin + performance.now();
     const { count: n, dim } = task;
     for (const m of this.models) {
@@ -215,7 +206,7 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
     let result: Omit<AuditTaskResult, 'tensors'>;
     try {
       if (task.kind === 'attack') {
-        const adv = await this.craft(task, x);
+        const adv = await this.craft(task, x, signal);
         outcome = adv.outcome;
         x.dispose();
         x = adv.x;
@@ -247,11 +238,16 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
     return { ...result, tensors: tf.memory().numTensors };
   }
 
-  private async craft(task: AttackTask, x: Tensor2D): Promise<{ x: Tensor2D; outcome: AttackOutcome }> {
+  /** Disposes every model (their tensors and ONNX Runtime sessions); the runtime is done. */
+  close(): void {
+    for (const m of this.models) m.dispose();
+  }
+
+  private async craft(task: AttackTask, x: Tensor2D, signal: AbortSignal): Promise<{ x: Tensor2D; outcome: AttackOutcome }> {
     const n = task.count;
     if (task.labels.length !== n) throw Errors.badArgument(`a batch of ${n} records needs ${n} labels, got ${task.labels.length}`);
     if (task.targets && task.targets.length !== n) throw Errors.badArgument(`a batch of ${n} records needs ${n} targets, got ${task.targets.length}`);
-    const source = this.source(task.source);
+    const source = stoppable(this.source(task.source), signal);
     const attack = this.attack(task.attack);
     const labels = tf.tensor1d(task.labels, 'int32');
     const targets = task.targets ? tf.tensor1d(task.targets, 'int32') : undefined;

@@ -8,28 +8,14 @@
  * thread, where tfjs-node must run (it cannot load in worker threads, tfjs#2079).
  */
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { initBackend, tf, type BackendInfo } from '../src/backend/index.js';
 import { deriveSeed, parseAttackSpec, type Attack } from '../src/attacks/index.js';
 import { Errors } from '../src/errors.js';
 import type { ModelArtifact } from '../src/models/artifact.js';
 import { inputSize } from '../src/models/classifier.js';
-import { isStopping, type ModelRunner } from '../src/models/runner.js';
+import { stoppable, type ModelRunner } from '../src/models/runner.js';
 import { buildRunner, type EngineChoice } from '../src/engine/build.js';
 import { describeFailure, sum, type ReadyModel, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
-
-/**
- * Test-only hooks, carried in the pool's `workerData`; never set them outside tests. They make a
- * worker fail in ways a test cannot otherwise provoke deterministically.
- */
-export interface EvalTestHooks {
-  /** The worker thread exits mid-task (a crash) when a batch holds this record id… */
-  crashOnId?: string;
-  /** …on attempts below this number (default 1: only the first attempt crashes). */
-  crashAttempts?: number;
-  /** Each task waits this long before working: a slow worker. */
-  delayMs?: number;
-}
 
 /** One (attack, source model) pair, by index into the setup's attacks and models. */
 export interface EvalPair {
@@ -51,7 +37,6 @@ export interface EvalSetup {
   backend?: string;
   /** Which engine computes the models (see `src/engine/build.ts`); default `auto`. */
   engine?: EngineChoice;
-  hooks?: EvalTestHooks;
 }
 
 /** One batch. `pixels` is `count × dim`, row-major; the seed fixes every attack's randomness. */
@@ -172,11 +157,11 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
     };
   }
 
-  /** Evaluates one batch; see {@link EvalTaskResult} for the layout. */
-  async run(task: EvalTask): Promise<EvalTaskResult> {
-    await this.applyHooks(task);
+  /** Evaluates one batch; see {@link EvalTaskResult} for the layout. Aborting `signal` stops it at its next model call. */
+  async run(task: EvalTask, signal: AbortSignal = new AbortController().signal): Promise<EvalTaskResult> {
+    signal.throwIfAborted();
     const startMs = performance.timeOrigin + performance.now();
-    const models = await this.models();
+    const models = (await this.models()).map((m) => stoppable(m, signal));
     const { count: n, dim } = task;
     for (const m of models) {
       if (inputSize(m) !== dim) {
@@ -273,14 +258,11 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
     }
   }
 
-  private async applyHooks(task: EvalTask): Promise<void> {
-    const hooks = this.setup.hooks;
-    if (!hooks) return;
-    // In short naps, so that a closing pool stops a slow task as promptly as a real one.
-    for (let left = hooks.delayMs ?? 0; left > 0 && !isStopping(); left -= 20) await sleep(Math.min(20, left));
-    if (hooks.crashOnId !== undefined && this.workerId !== 'main' && task.ids.includes(hooks.crashOnId)) {
-      if (task.attempt < (hooks.crashAttempts ?? 1)) process.exit(70);
-    }
+  /** Disposes every model built (their tensors and ONNX Runtime sessions); the runtime is done. */
+  close(): void {
+    const built = [...this.cache.values()];
+    this.cache.clear();
+    for (const m of built) void m.then((runner) => runner.dispose(), () => {});
   }
 }
 

@@ -34,11 +34,31 @@ export function describeFailure(e: unknown): TaskFailure {
   return { ok: false, error: { message: err.message, ...(err.stack ? { stack: err.stack } : {}) } };
 }
 
-/** One thread's state for a task kind: set up once, then one task at a time. */
+/** One thread's state for a task kind: set up once, then one task at a time, then closed. */
 export interface TaskRuntime<Task, Result, Ready> {
   ready(): Promise<Ready>;
-  /** Runs a task; throws its error. */
-  run(task: Task): Promise<Result>;
+  /** Runs a task; throws its error. Once `signal` aborts, the task stops at its next model call. */
+  run(task: Task, signal: AbortSignal): Promise<Result>;
+  /** Frees the models (tensors, ONNX Runtime sessions). */
+  close(): void;
+}
+
+/** How often a worker looks at its pool's stop flag while a task runs. */
+const STOP_POLL_MS = 10;
+
+/**
+ * An AbortSignal that aborts once the pool raises `flag` (an Int32 in a `SharedArrayBuffer`): the
+ * pool cannot signal a thread busy in a task, so the thread looks between its model calls.
+ */
+function flagSignal(flag: Int32Array): AbortSignal {
+  const controller = new AbortController();
+  const timer = setInterval(() => {
+    if (Atomics.load(flag, 0) === 0) return;
+    controller.abort();
+    clearInterval(timer);
+  }, STOP_POLL_MS);
+  timer.unref();
+  return controller.signal;
 }
 
 /**
@@ -54,16 +74,20 @@ export function taskWorker<Setup, Task, Result extends object, Ready>(
   buffers: (result: Result) => ArrayBuffer[],
 ): (message: WorkerMessage<Task>) => Promise<unknown> {
   let runtime: Promise<TaskRuntime<Task, Result, Ready>> | undefined;
+  let stop: AbortSignal | undefined;
   return async (message) => {
     if (!runtime) {
       const data = workerData as PoolData<Setup>;
-      watchStopFlag(new Int32Array(data.stop));
+      const flag = new Int32Array(data.stop);
+      // The engine's own sessions look at the flag directly (see `watchStopFlag`).
+      watchStopFlag(flag);
+      stop = flagSignal(flag);
       runtime = create(data.setup, `w${threadId}`);
     }
     try {
       const rt = await runtime;
       if (message.kind === 'ready') return await rt.ready();
-      const result = await rt.run(message.task);
+      const result = await rt.run(message.task, stop!);
       return move({ [transferableSymbol]: buffers(result), [valueSymbol]: result });
     } catch (e) {
       return describeFailure(e);

@@ -6,6 +6,7 @@
 import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
 import { Errors } from '../errors.js';
 import type { Classifier, LossName } from '../models/classifier.js';
+import type { GradEvaluation } from '../models/runner.js';
 import { FixedEpsilonAttack, type FixedEpsilonContext, type SearchOutput } from './base.js';
 import { L2, Linf, type NormDistance } from './distances.js';
 import { crossEntropy, dlrLoss, Evaluator, targetedDlrLoss, type Objective } from './losses.js';
@@ -72,36 +73,22 @@ async function apgdRun(
   rng: Rng,
   project: (x0: Tensor2D, x: Tensor2D, eps: Tensor2D) => Tensor2D,
 ): Promise<RunOutcome> {
-  const keeper = new PointKeeper(sub.x);
   const m = sub.x.shape[0];
   const checkpoints = new Map(checkpointSchedule(o.steps).map((c) => [c.at, c.length]));
-  const x0 = tf.tidy(() => sphereStart(o.distance.name, sub, rng));
-  const e0 = await ev.withGrad(x0);
-  let state = tf.tidy(() => {
-    const x = x0;
-    const e = e0;
-    return {
-      x,
-      xOld: x,
-      grad: e.grad,
-      loss: e.value,
-      adversarial: sub.criterion.isAdversarial(e.scores),
-      xBest: x,
-      gradBest: e.grad,
-      lossBest: e.value,
-      step: tf.mul(sub.eps, 2) as Tensor2D,
-      rises: tf.zeros([m]) as Tensor1D,
-      reducedLast: tf.ones([m], 'bool') as Tensor1D,
-      lossBestLast: e.value,
-    };
-  });
-  e0.scores.dispose();
-  const replace = (next: typeof state): void => {
+  // Every tensor is made inside the try, and each awaited model call frees its own input if it throws.
+  const keeper = new PointKeeper(sub.x);
+  // Assigned at the run's start inside the try; unset only if that start threw.
+  let state!: ApgdState;
+  const replace = (next: ApgdState): void => {
     const keep = new Set(Object.values(next).map((t) => t.id));
     tf.dispose(Object.values(state).filter((t) => !keep.has(t.id)));
     state = next;
   };
   try {
+    const x0 = tf.tidy(() => sphereStart(o.distance.name, sub, rng));
+    const e0 = await evaluateOwning(ev, x0);
+    state = tf.tidy(() => startState(sub, x0, e0, m));
+    e0.scores.dispose();
     keeper.offer(state.x, state.adversarial, state.loss);
     for (let i = 0; i < o.steps && !(await keeper.allFound()); i++) {
       const a = i > 0 ? 0.75 : 1;
@@ -111,7 +98,7 @@ async function apgdRun(
         const moved = tf.add(tf.add(s.x, tf.mul(tf.sub(z, s.x), a)), tf.mul(tf.sub(s.x, s.xOld), 1 - a)) as Tensor2D;
         return project(sub.x, moved, sub.eps);
       });
-      const e = await ev.withGrad(x);
+      const e = await evaluateOwning(ev, x);
       replace(
         tf.tidy(() => {
           const s = state;
@@ -157,8 +144,38 @@ async function apgdRun(
     }
     return await keeper.outcome();
   } finally {
-    tf.dispose(Object.values(state));
+    if (state !== undefined) tf.dispose(Object.values(state));
     keeper.dispose();
+  }
+}
+
+/** The state of a run at its random start `x` (with its evaluation `e`). */
+function startState(sub: Subset, x: Tensor2D, e: GradEvaluation, m: number) {
+  return {
+    x,
+    xOld: x,
+    grad: e.grad,
+    loss: e.value,
+    adversarial: sub.criterion.isAdversarial(e.scores),
+    xBest: x,
+    gradBest: e.grad,
+    lossBest: e.value,
+    step: tf.mul(sub.eps, 2) as Tensor2D,
+    rises: tf.zeros([m]) as Tensor1D,
+    reducedLast: tf.ones([m], 'bool') as Tensor1D,
+    lossBestLast: e.value,
+  };
+}
+
+type ApgdState = ReturnType<typeof startState>;
+
+/** `ev.withGrad(x)`; if it throws, `x` (not yet anyone else's) is disposed. */
+async function evaluateOwning(ev: Evaluator, x: Tensor2D): Promise<GradEvaluation> {
+  try {
+    return await ev.withGrad(x);
+  } catch (e) {
+    x.dispose();
+    throw e;
   }
 }
 

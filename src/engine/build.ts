@@ -108,14 +108,19 @@ export async function buildRunner(artifact: ModelArtifact, choice: EngineChoice)
   }
   const classifier = await buildClassifier(artifact);
   try {
-    return await FamilyRunner.create({
+    const runner = await FamilyRunner.create({
       id: artifact.id,
       inputShape: classifier.inputShape,
       graphs,
       provider: ort.provider,
       ...(choice === 'auto' ? { fallback: tfjsRunner(classifier) } : {}),
     });
-  } finally {
     if (choice !== 'auto') classifier.dispose();
+    return runner;
+  } catch (e) {
+    // auto falls back to tfjs when this model's sessions fail too, not only when no provider starts.
+    if (choice === 'auto') return tfjsRunner(classifier);
+    classifier.dispose();
+    throw e;
   }
 }

@@ -79,6 +79,52 @@ export function throwIfStopping(): void {
   if (isStopping()) throw Errors.workerFailed('the pool is closing: the task stopped', { stopped: true });
 }
 
+/** The longest a stoppable model computes before it lets the event loop run. */
+const YIELD_EVERY_MS = 25;
+
+/**
+ * `runner`, with every call refused once `signal` aborts: how a runtime stops a running task at its
+ * next model call (an attack calls its model many times per batch). tfjs computes synchronously
+ * behind its promises, so an attack's chain of awaits would never let a timer, a signal handler or
+ * an unsubscription run; the wrapper lets the event loop turn every {@link YIELD_EVERY_MS}.
+ * Disposing the wrapper disposes nothing: the runtime that made it owns the model.
+ *
+ * @example
+ *   const source = stoppable(model, signal); // pass `source` to attack.run; abort `signal` to stop it
+ */
+export function stoppable(runner: ModelRunner, signal: AbortSignal): ModelRunner {
+  let turned = performance.now();
+  const check = async () => {
+    if (performance.now() - turned > YIELD_EVERY_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turned = performance.now();
+    }
+    if (signal.aborted) throw Errors.workerFailed('the task was stopped', { stopped: true });
+  };
+  return {
+    id: runner.id,
+    family: runner.family,
+    inputShape: runner.inputShape,
+    numClasses: runner.numClasses,
+    engine: runner.engine,
+    gradientEngine: runner.gradientEngine,
+    classifier: runner.classifier,
+    scores: async (x) => {
+      await check();
+      return runner.scores(x);
+    },
+    gradient: async (objective, x) => {
+      await check();
+      return runner.gradient(objective, x);
+    },
+    loss: async (name, x, labels) => {
+      await check();
+      return runner.loss(name, x, labels);
+    },
+    dispose: () => {},
+  };
+}
+
 /** The value and input gradient of an objective on a tfjs classifier (one forward for score objectives). */
 export function tfjsGradient(model: Classifier, objective: Objective, x: Tensor2D): GradEvaluation {
   return tf.tidy(() => {

@@ -18,7 +18,7 @@ import {
   type EvaluateOptions,
   type FinalEvent,
 } from '../../pipelines/index.js';
-import { allEvents, finalOf, scratchDir, testModels } from './helpers.js';
+import { allEvents, finalOf, flakyEvalTasks, scratchDir, testModels } from './helpers.js';
 
 // One threat model (L∞, ε = 0.1), so that the pointwise worst case over both is reported too.
 const ATTACKS = ['fgsm:eps=0.1', 'pgd:eps=0.1,steps=5'];
@@ -191,7 +191,7 @@ describe('evaluate', () => {
   it('retries a batch whose worker crashed, losing and double-counting nothing', async () => {
     const counters = evalCounters();
     const events = await allEvents(
-      evaluate(source(), options({ counters, testHooks: { crashOnId: 'mnist:test/40', crashAttempts: 1 } })),
+      evaluate(source(), options({ counters, tasks: flakyEvalTasks({ crashOnId: 'mnist:test/40', crashAttempts: 1 }) })),
     );
     expect(counters.retried).toBe(1);
     expect(statistics(finalOf(events))).toEqual(statistics(reference));
@@ -200,7 +200,7 @@ describe('evaluate', () => {
   it('fails with WORKER_FAILED when the retries run out', async () => {
     const counters = evalCounters();
     const error = await allEvents(
-      evaluate(source(), options({ counters, retries: 2, testHooks: { crashOnId: 'mnist:test/20', crashAttempts: 99 } })),
+      evaluate(source(), options({ counters, retries: 2, tasks: flakyEvalTasks({ crashOnId: 'mnist:test/20', crashAttempts: 99 }) })),
     ).catch((e: unknown) => e);
     expect(isAdvstreamError(error) && error.code).toBe('WORKER_FAILED');
     expect(counters.retried).toBe(2);
@@ -210,7 +210,7 @@ describe('evaluate', () => {
   it('aborts the tasks in flight and closes the pool on unsubscribe', async () => {
     const counters = evalCounters();
     const seen: EvalEvent[] = [];
-    const subscription = evaluate(source(), options({ counters, testHooks: { delayMs: 3000 } })).subscribe((e) => seen.push(e));
+    const subscription = evaluate(source(), options({ counters, tasks: flakyEvalTasks({ delayMs: 3000 }) })).subscribe((e) => seen.push(e));
     const deadline = Date.now() + 60_000;
     while (counters.inFlight < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(counters.inFlight).toBe(4);
@@ -285,7 +285,7 @@ describe('evaluate', () => {
         batch,
         backend: 'wasm',
         counters,
-        testHooks: { delayMs: 50 },
+        tasks: flakyEvalTasks({ delayMs: 50 }),
       }).pipe(
         filter((e) => e.type === 'batch'),
         take(8),
@@ -391,7 +391,7 @@ describe('evaluate', () => {
         batch,
         backend: 'wasm',
         counters,
-        testHooks: { delayMs: 50 },
+        tasks: flakyEvalTasks({ delayMs: 50 }),
       }).pipe(
         filter((e) => e.type === 'batch'),
         take(4),
@@ -407,6 +407,23 @@ describe('evaluate', () => {
     expect(events[0]).toMatchObject({ type: 'start', mode: 'main-thread', workers: 1 });
     expect(counters.poolOpen).toBe(false);
     expect(statistics(finalOf(events))).toEqual(statistics(reference));
+  });
+
+  it('frees a main-thread run\'s models when it ends, and stops its running batch on unsubscribe', async () => {
+    await initBackend({ backend: 'wasm' });
+    const before = tf.memory().numTensors;
+    await allEvents(evaluate(source(), options({ mainThread: true, attacks: ['fgsm:eps=0.1'] })));
+    expect(tf.memory().numTensors).toBe(before);
+    // A batch that would run for hours: unsubscribing stops it at its next model call, then frees the models.
+    const counters = evalCounters();
+    const subscription = evaluate(source(), options({ mainThread: true, counters, attacks: ['pgd:eps=0.1,steps=100000'] })).subscribe();
+    while (counters.inFlight < 1) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 300));
+    subscription.unsubscribe();
+    const deadline = Date.now() + 60_000;
+    while (tf.memory().numTensors !== before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(tf.memory().numTensors).toBe(before);
+    expect(counters.completed).toBe(0);
   });
 
   it('stops reading once every interval is narrower than --until-ci', async () => {

@@ -9,10 +9,10 @@ import { isAdvstreamError } from '../../src/errors.js';
 import { loadArtifact, type ModelArtifact } from '../../src/models/artifact.js';
 import { parseAttackSpec } from '../../src/attacks/index.js';
 import { isBlackBox } from '../../pipelines/eval-plan.js';
-import { poolRunner } from '../../pipelines/runner.js';
+import { isWorkerCrash, poolRunner, workerPool } from '../../pipelines/runner.js';
 import { runningPairs } from '../../pipelines/samples.js';
 import { EvalRuntime, type EvalSetup, type EvalTask } from '../../workers/eval-task.js';
-import { testModels } from '../pipelines/helpers.js';
+import { flakyEvalTasks, testModels } from '../pipelines/helpers.js';
 
 let artifacts: ModelArtifact[];
 let images: { pixels: Float32Array; labels: Int32Array };
@@ -108,6 +108,18 @@ describe('EvalRuntime', () => {
 });
 
 describe('the pool runner', () => {
+  it('does not take its own termination of a stuck task for a crash to retry', async () => {
+    const runner = workerPool(flakyEvalTasks({ stuckMs: 60_000 }), setup(artifacts.slice(0, 1), ['fgsm:eps=0.1']), 1, { graceMs: 200 });
+    await runner.ready();
+    const running = runner.run(task(4), new AbortController().signal).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 300));
+    await runner.close();
+    const e = await running;
+    expect(isAdvstreamError(e) && e.code).toBe('WORKER_FAILED');
+    expect(isWorkerCrash(e)).toBe(false);
+    expect(isAdvstreamError(e) && e.details.stopped).toBe(true);
+  });
+
   it('runs a batch in a worker, and brings a task error back with its code, not as a crash', async () => {
     const runner = poolRunner(setup(artifacts.slice(0, 1), ['fgsm:eps=0.1']), 1);
     try {
