@@ -20,7 +20,7 @@ import {
 } from '../workers/audit-task.js';
 import { enginesOf } from '../workers/protocol.js';
 import { modelDigest } from './checkpoint.js';
-import { mainThread, workerPool, type TaskKind, type TaskRunner } from './runner.js';
+import { mainThread, workerPool, type RunPlace, type TaskKind, type TaskRunner } from './runner.js';
 import { commonInputShape, positiveInt } from './options.js';
 
 /**
@@ -86,7 +86,7 @@ export interface AuditPool {
 }
 
 /** Where an audit pool computes, as the audit's records and provenance state it. */
-export function poolRun(pool: AuditPool): { backend: string; engine: string; simd: boolean; mode: 'pool' | 'main-thread'; workers: number } {
+export function poolRun(pool: AuditPool): RunPlace {
   return { backend: pool.ready.backend.backend, engine: pool.engine, simd: pool.ready.backend.simd, mode: pool.runner.mode, workers: pool.runner.threads };
 }
 

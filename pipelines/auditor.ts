@@ -13,7 +13,7 @@ import { openAuditPool, poolRun, type AuditPool, type AuditPoolOptions } from '.
 import { resolveCalibration, type CalibrationOptions } from './calibrate.js';
 import { withRetries } from './operators.js';
 import { nonNegativeInt, positiveInt } from './options.js';
-import { isWorkerCrash } from './runner.js';
+import { isWorkerCrash, type RunPlace } from './runner.js';
 
 /** One record's verdict: plain JSON, one NDJSON line of `advstream audit`. */
 export interface AuditVerdict {
@@ -47,13 +47,7 @@ export interface AuditorOptions extends AuditPoolOptions, CalibrationOptions {
 }
 
 /** What an audit runs on, for provenance. */
-export interface AuditInfo {
-  backend: string;
-  /** The engines computing the models, distinct, `+`-joined (`onnx-cpu`, `onnx-cpu+tfjs-wasm`). */
-  engine: string;
-  simd: boolean;
-  mode: 'pool' | 'main-thread';
-  workers: number;
+export interface AuditInfo extends RunPlace {
   batch: number;
   fpr: number;
   /** The bound plan's detector ids and combined score. */

@@ -12,6 +12,7 @@ import {
 import type { EvalReady, EvalTaskResult } from '../workers/eval-task.js';
 import { enginesOf } from '../workers/protocol.js';
 import type { EvalPlan } from './eval-plan.js';
+import type { RunPlace } from './runner.js';
 import type { BatchPixels } from './samples.js';
 
 export interface EvalModelInfo {
@@ -39,15 +40,9 @@ export interface EvalProgress {
   dropped: number;
 }
 
-export interface StartEvent {
+export interface StartEvent extends RunPlace {
   type: 'start';
   source: string;
-  backend: string;
-  /** The engines computing the models, distinct, joined by `+` (`onnx-cpu`, `onnx-cpu+tfjs-wasm`). */
-  engine: string;
-  simd: boolean;
-  mode: 'pool' | 'main-thread';
-  workers: number;
   batch: number;
   seed: number;
   models: EvalModelInfo[];
@@ -79,15 +74,9 @@ export interface StatsEvent extends EvalSummary {
 
 export type StopReason = 'end' | 'until-ci' | 'stopped';
 
-export interface FinalEvent extends EvalSummary {
+export interface FinalEvent extends EvalSummary, RunPlace {
   type: 'final';
   stop_reason: StopReason;
-  backend: string;
-  /** As in {@link StartEvent.engine}. */
-  engine: string;
-  simd: boolean;
-  mode: 'pool' | 'main-thread';
-  workers: number;
   max_ci_width: number;
   throughput: ThroughputSummary & { elapsed_s: number };
   progress: EvalProgress;
@@ -99,7 +88,7 @@ export type EvalEvent = StartEvent | BatchEvent | StatsEvent | FinalEvent;
 /** Where an evaluation ran: the runtime's description is absent for a finished checkpoint, answered with no pool. */
 export interface EvalRun {
   backend: { backend: string; simd: boolean };
-  mode: 'pool' | 'main-thread';
+  mode: RunPlace['mode'];
   workers: number;
   ready: EvalReady | undefined;
 }

@@ -38,6 +38,7 @@ export {
   mainThread,
   workerPool,
   type BatchRunner,
+  type RunPlace,
   type TaskKind,
   type TaskRunner,
 } from './runner.js';

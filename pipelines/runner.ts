@@ -41,6 +41,16 @@ export interface TaskKind<Setup, Task, Result, Ready> {
   create(setup: Setup, workerId: string): Promise<TaskRuntime<Task, Result, Ready>>;
 }
 
+/** Where a run computes, as every start and final record states it. */
+export interface RunPlace {
+  backend: string;
+  /** The engines computing the models, distinct, `+`-joined (`onnx-cpu`, `onnx-cpu+tfjs-wasm`). */
+  engine: string;
+  simd: boolean;
+  mode: 'pool' | 'main-thread';
+  workers: number;
+}
+
 /** The runner of `evaluate`. */
 export type BatchRunner = TaskRunner<EvalTask, EvalTaskResult, EvalReady>;
 

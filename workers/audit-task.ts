@@ -17,7 +17,7 @@ import { buildRunner, type EngineChoice } from '../src/engine/build.js';
 import { Errors } from '../src/errors.js';
 import type { ModelArtifact } from '../src/models/artifact.js';
 import { inputSize } from '../src/models/classifier.js';
-import { sum, type ReadyModel, type TaskResultHeader, type TaskRuntime } from './protocol.js';
+import { describeRuntime, sum, type ReadyModel, type RuntimeReady, type TaskResultHeader, type TaskRuntime } from './protocol.js';
 import { asRunner, stoppable, type ModelRunner } from '../src/models/runner.js';
 
 /** The source of an adaptive attack: the joint classifier of one detector's models. */
@@ -92,9 +92,7 @@ export interface AuditTaskResult extends TaskResultHeader {
 }
 
 /** What a runtime says about itself once started. */
-export interface AuditReady {
-  workerId: string;
-  backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
+export interface AuditReady extends RuntimeReady {
   /** `tfjs`: whether a tfjs classifier stands behind it, which the adaptive ensemble and the DAM/DRP extensions need. */
   models: (ReadyModel & { tfjs: boolean })[];
   /** The plan bound to this thread's models: what calibrations are made for and checked against. */
@@ -150,19 +148,10 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
   }
 
   async ready(): Promise<AuditReady> {
-    const { backend, simd, threads, native } = this.info;
+    const described = describeRuntime(this.workerId, this.info, this.models);
     return {
-      workerId: this.workerId,
-      backend: { backend, simd, threads, ...(native ? { native } : {}) },
-      models: this.models.map((m) => ({
-        id: m.id,
-        family: m.family,
-        inputShape: [...m.inputShape],
-        numClasses: m.numClasses,
-        engine: m.engine,
-        gradientEngine: m.gradientEngine,
-        tfjs: m.classifier !== undefined,
-      })),
+      ...described,
+      models: described.models.map((m, i) => ({ ...m, tfjs: this.models[i]!.classifier !== undefined })),
       plan: this.plan,
     };
   }

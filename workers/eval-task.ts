@@ -15,7 +15,7 @@ import type { ModelArtifact } from '../src/models/artifact.js';
 import { inputSize } from '../src/models/classifier.js';
 import { stoppable, type ModelRunner } from '../src/models/runner.js';
 import { buildRunner, type EngineChoice } from '../src/engine/build.js';
-import { describeFailure, sum, type ReadyModel, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
+import { describeFailure, describeRuntime, sum, type RuntimeReady, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
 
 /** One (attack, source model) pair, by index into the setup's attacks and models. */
 export interface EvalPair {
@@ -92,11 +92,7 @@ export interface EvalTaskResult extends TaskResultHeader {
 export type EvalTaskFailure = TaskFailure;
 
 /** What a runtime says about itself once started. */
-export interface EvalReady {
-  workerId: string;
-  backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
-  models: ReadyModel[];
-}
+export type EvalReady = RuntimeReady;
 
 /** The transferable buffers of a result, for `Piscina.move`. */
 export function resultBuffers(r: EvalTaskResult): ArrayBuffer[] {
@@ -141,20 +137,7 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
   }
 
   async ready(): Promise<EvalReady> {
-    const models = await this.models();
-    const { backend, simd, threads, native } = this.info;
-    return {
-      workerId: this.workerId,
-      backend: { backend, simd, threads, ...(native ? { native } : {}) },
-      models: models.map((m) => ({
-        id: m.id,
-        family: m.family,
-        inputShape: [...m.inputShape],
-        numClasses: m.numClasses,
-        engine: m.engine,
-        gradientEngine: m.gradientEngine,
-      })),
-    };
+    return describeRuntime(this.workerId, this.info, await this.models());
   }
 
   /** Evaluates one batch; see {@link EvalTaskResult} for the layout. Aborting `signal` stops it at its next model call. */

@@ -7,7 +7,8 @@
 import { threadId, workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { isAdvstreamError, type ErrorCode } from '../src/errors.js';
-import { watchStopFlag } from '../src/models/runner.js';
+import type { BackendInfo } from '../src/backend/index.js';
+import { watchStopFlag, type ModelRunner } from '../src/models/runner.js';
 
 /**
  * What a pool hands each of its threads: the task kind's setup, and the flag the pool raises when it
@@ -111,6 +112,30 @@ export interface ReadyModel {
   /** What scores the model (`onnx-cpu`, `tfjs-wasm`, …) and what computes its input gradients (`none`: black-box). */
   engine: string;
   gradientEngine: string;
+}
+
+/** What a started runtime says of itself: its thread, its backend, and each model it built. */
+export interface RuntimeReady {
+  workerId: string;
+  backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
+  models: ReadyModel[];
+}
+
+/** A runtime's description of itself, from its backend and its models. */
+export function describeRuntime(workerId: string, info: BackendInfo, models: readonly ModelRunner[]): RuntimeReady {
+  const { backend, simd, threads, native } = info;
+  return {
+    workerId,
+    backend: { backend, simd, threads, ...(native ? { native } : {}) },
+    models: models.map((m) => ({
+      id: m.id,
+      family: m.family,
+      inputShape: [...m.inputShape],
+      numClasses: m.numClasses,
+      engine: m.engine,
+      gradientEngine: m.gradientEngine,
+    })),
+  };
 }
 
 /** The distinct engines of a runtime's models, `+`-joined (`onnx-cpu`, `onnx-cpu+tfjs-wasm`), as records name them. */

@@ -14,6 +14,7 @@ import {
   evaluate,
   readCheckpoint,
   type BatchEvent,
+  type EvalCounters,
   type EvalEvent,
   type EvaluateOptions,
   type FinalEvent,
@@ -47,6 +48,34 @@ function fnv(id: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
   return h >>> 0;
+}
+
+/** A million synthetic labelled images, as good as endless; `onRecord` is told of each one made. */
+function* endless(onRecord: () => void = () => {}): Generator<ImageRecord> {
+  const base = new Float32Array(784);
+  for (let i = 0; i < 1_000_000; i++) {
+    onRecord();
+    base[i % 784] = (i % 255) / 255;
+    yield { id: `synthetic/${i}`, label: i % 10, shape: [28, 28, 1], pixels: base.slice() };
+  }
+}
+
+/** The first `n` batch events of a slow two-worker evaluation (batches of 4) of {@link endless}. */
+function endlessBatches(counters: EvalCounters, n: number, onRecord?: () => void): Promise<EvalEvent[]> {
+  return allEvents(
+    evaluate(fromRecords(endless(onRecord)), {
+      models: [models[1]!],
+      attacks: ['fgsm:eps=0.1'],
+      workers: 2,
+      batch: 4,
+      backend: 'wasm',
+      counters,
+      tasks: flakyEvalTasks({ delayMs: 50 }),
+    }).pipe(
+      filter((e) => e.type === 'batch'),
+      take(n),
+    ),
+  );
 }
 
 /** A source of the caller's own that checks nothing: the pipeline must. */
@@ -269,28 +298,7 @@ describe('evaluate', () => {
     const workers = 2;
     const batch = 4;
     let generated = 0;
-    function* endless(): Generator<ImageRecord> {
-      const base = new Float32Array(784);
-      for (let i = 0; i < 1_000_000; i++) {
-        generated++;
-        base[i % 784] = (i % 255) / 255;
-        yield { id: `synthetic/${i}`, label: i % 10, shape: [28, 28, 1], pixels: base.slice() };
-      }
-    }
-    const batches = await allEvents(
-      evaluate(fromRecords(endless()), {
-        models: [models[1]!],
-        attacks: ['fgsm:eps=0.1'],
-        workers,
-        batch,
-        backend: 'wasm',
-        counters,
-        tasks: flakyEvalTasks({ delayMs: 50 }),
-      }).pipe(
-        filter((e) => e.type === 'batch'),
-        take(8),
-      ),
-    );
+    const batches = await endlessBatches(counters, 8, () => generated++);
     expect(batches).toHaveLength(8);
     expect(counters.maxOutstanding).toBeGreaterThan(0);
     expect(counters.maxOutstanding).toBeLessThanOrEqual((2 * workers + 1) * batch);
@@ -379,24 +387,7 @@ describe('evaluate', () => {
     const batch = 4;
     await allEvents(evaluate({ uri: 'mnist:test', limit: 32 }, { models: [models[1]!], attacks: ['fgsm:eps=0.1'], workers, batch, backend: 'wasm', counters }));
     expect(counters.committed).toBe(8);
-    function* endless(): Generator<ImageRecord> {
-      const base = new Float32Array(784);
-      for (let i = 0; i < 1_000_000; i++) yield { id: `synthetic/${i}`, label: i % 10, shape: [28, 28, 1], pixels: base.slice() };
-    }
-    const batches = await allEvents(
-      evaluate(fromRecords(endless()), {
-        models: [models[1]!],
-        attacks: ['fgsm:eps=0.1'],
-        workers,
-        batch,
-        backend: 'wasm',
-        counters,
-        tasks: flakyEvalTasks({ delayMs: 50 }),
-      }).pipe(
-        filter((e) => e.type === 'batch'),
-        take(4),
-      ),
-    );
+    const batches = await endlessBatches(counters, 4);
     expect(batches).toHaveLength(4);
     expect(counters.maxOutstanding).toBeLessThanOrEqual((2 * workers + 1) * batch);
   });
