@@ -13,8 +13,10 @@ import type { PoolData, TaskFailure, TaskRuntime, WorkerMessage } from '../worke
 
 /**
  * Runs tasks somewhere. `run` rejects with a WORKER_FAILED error whose `details.crashed` is true
- * when the thread running the task died (the task may be retried elsewhere), with the task's own
- * error when the task failed (retrying would fail again), and with the signal's reason when aborted.
+ * when the thread running the task died (the task may be retried elsewhere); `details.stopped` when
+ * the runner closed under it, `details.refused` when the pool would not take it (neither is retried);
+ * with the task's own error when the task failed (retrying would fail again), and with the signal's
+ * reason when aborted.
  */
 export interface TaskRunner<Task, Result, Ready> {
   readonly mode: 'pool' | 'main-thread';

@@ -9,7 +9,7 @@ import type { Classifier, LossName } from '../models/classifier.js';
 import type { GradEvaluation } from '../models/runner.js';
 import { FixedEpsilonAttack, type FixedEpsilonContext, type SearchOutput } from './base.js';
 import { L2, Linf, type NormDistance } from './distances.js';
-import { crossEntropy, dlrLoss, Evaluator, targetedDlrLoss, type Objective } from './losses.js';
+import { Evaluator, objective, type Objective, type ObjectiveName } from './losses.js';
 import {
   configure,
   epsilonParam,
@@ -202,8 +202,6 @@ export const APGD_T_PARAMS = {
   targets: { type: 'int', min: 1, max: 999, default: 9, doc: 'target classes: the k highest-scoring wrong classes, one APGD run each' },
 } as const satisfies ParamSchema;
 
-type ApgdLoss = 'ce' | 'model' | 'dlr' | 'dlr-targeted';
-
 /** Shared by the three APGD attacks: the norm, the runs and the restarts. */
 abstract class Apgd<S extends typeof APGD_PARAMS> extends FixedEpsilonAttack {
   readonly id: string;
@@ -253,21 +251,8 @@ abstract class Apgd<S extends typeof APGD_PARAMS> extends FixedEpsilonAttack {
   }
 }
 
-function objectiveFor(loss: ApgdLoss, sub: Subset): Objective {
-  const { labels, targets } = sub;
-  switch (loss) {
-    case 'model':
-      return { kind: 'model', labels: targets ?? labels, sign: targets ? -1 : 1 };
-    case 'ce':
-      return targets
-        ? { kind: 'scores', fn: (s) => tf.neg(crossEntropy(s, targets)), ce: { labels: targets, sign: -1 } }
-        : { kind: 'scores', fn: (s) => crossEntropy(s, labels), ce: { labels, sign: 1 } };
-    case 'dlr':
-      return { kind: 'scores', fn: (s) => dlrLoss(s, labels) };
-    case 'dlr-targeted':
-      if (!targets) throw new Error('targeted DLR without targets');
-      return { kind: 'scores', fn: (s) => targetedDlrLoss(s, labels, targets) };
-  }
+function objectiveFor(loss: ObjectiveName, sub: Subset): Objective {
+  return objective(loss, sub.labels, sub.targets);
 }
 
 /**
