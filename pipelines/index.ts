@@ -22,11 +22,13 @@ export {
   type StatsEvery,
   type StopReason,
 } from './evaluate.js';
+export { admitRecords, admissionFailure, type AdmitOptions } from './admit.js';
 export {
   batchRecords,
   inIndexOrder,
   pooledBatches,
   runTasks,
+  withRetries,
   type BatchOptions,
   type PooledBatch,
   type PooledBatchesOptions,
@@ -99,7 +101,7 @@ export {
   type RocLine,
 } from './audit-bench.js';
 export { createAuditServer, type AuditServer, type AuditServerOptions } from './serve.js';
-export { readCheckpoint, type CheckpointConfig, type EvalCheckpoint } from './checkpoint.js';
+export { CheckpointWriter, readCheckpoint, type CheckpointConfig, type EvalCheckpoint } from './checkpoint.js';
 export { SamplesFile, webhookSink, type WebhookOptions, type WebhookReport, type WebhookSink } from './sinks.js';
 export { batchSeed, pairSeed, type EvalPair } from '../workers/eval-task.js';
 export { train, type DenseData, type TrainEvent, type TrainOptions } from './train.js';

@@ -231,8 +231,3 @@ export function mainThread<Setup, Task, Result, Ready>(kind: TaskKind<Setup, Tas
     close: () => (closed ??= close()),
   };
 }
-
-/** A pool of evaluation workers. */
-export function poolRunner(setup: EvalSetup, threads: number): BatchRunner {
-  return workerPool(EVAL_TASKS, setup, threads);
-}

@@ -92,6 +92,12 @@ export function throwIfStopping(): void {
   if (isStopping()) throw Errors.workerFailed('the pool is closing: the task stopped', { stopped: true });
 }
 
+/** What a wrapper of `runner` says it is: the same model, on the same engines. */
+function identityOf(runner: ModelRunner): Pick<ModelRunner, 'id' | 'family' | 'inputShape' | 'numClasses' | 'engine' | 'gradientEngine' | 'classifier'> {
+  const { id, family, inputShape, numClasses, engine, gradientEngine, classifier } = runner;
+  return { id, family, inputShape, numClasses, engine, gradientEngine, classifier };
+}
+
 /** The longest a stoppable model computes before it lets the event loop run. */
 const YIELD_EVERY_MS = 25;
 
@@ -115,13 +121,7 @@ export function stoppable(runner: ModelRunner, signal: AbortSignal): ModelRunner
     if (signal.aborted) throw Errors.workerFailed('the task was stopped', { stopped: true });
   };
   return {
-    id: runner.id,
-    family: runner.family,
-    inputShape: runner.inputShape,
-    numClasses: runner.numClasses,
-    engine: runner.engine,
-    gradientEngine: runner.gradientEngine,
-    classifier: runner.classifier,
+    ...identityOf(runner),
     scores: async (x) => {
       await check();
       return runner.scores(x);
@@ -231,13 +231,7 @@ export function withCapabilities(runner: ModelRunner, from: ModelRunner): ModelR
   const energy = runner.energy ?? from.energy;
   const embedding = runner.embedding ?? from.embedding;
   return {
-    id: runner.id,
-    family: runner.family,
-    inputShape: runner.inputShape,
-    numClasses: runner.numClasses,
-    engine: runner.engine,
-    gradientEngine: runner.gradientEngine,
-    classifier: runner.classifier,
+    ...identityOf(runner),
     scores: (x) => runner.scores(x),
     gradient: (objective, x) => runner.gradient(objective, x),
     loss: (name, x, labels) => runner.loss(name, x, labels),

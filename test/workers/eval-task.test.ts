@@ -9,7 +9,7 @@ import { isAdvstreamError } from '../../src/errors.js';
 import { loadArtifact, type ModelArtifact } from '../../src/models/artifact.js';
 import { parseAttackSpec } from '../../src/attacks/index.js';
 import { isBlackBox } from '../../pipelines/eval-plan.js';
-import { isWorkerCrash, poolRunner, workerPool } from '../../pipelines/runner.js';
+import { EVAL_TASKS, isWorkerCrash, workerPool } from '../../pipelines/runner.js';
 import { runningPairs } from '../../pipelines/samples.js';
 import { EvalRuntime, type EvalSetup, type EvalTask } from '../../workers/eval-task.js';
 import { flakyEvalTasks, testModels } from '../pipelines/helpers.js';
@@ -121,7 +121,7 @@ describe('the pool runner', () => {
   });
 
   it('runs a batch in a worker, and brings a task error back with its code, not as a crash', async () => {
-    const runner = poolRunner(setup(artifacts.slice(0, 1), ['fgsm:eps=0.1']), 1);
+    const runner = workerPool(EVAL_TASKS, setup(artifacts.slice(0, 1), ['fgsm:eps=0.1']), 1);
     try {
       const ready = await runner.ready();
       expect(ready.workerId).toMatch(/^w\d+$/);
