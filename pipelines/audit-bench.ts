@@ -42,6 +42,7 @@ import { openAuditPool, poolRun, type AuditPool, type AuditPoolOptions } from '.
 import { calibrationStage, DEFAULT_CALIBRATION_DATA, resolveCalibration, type CalibrationOptions } from './calibrate.js';
 import { runTasks } from './operators.js';
 import { isWorkerCrash } from './runner.js';
+import { positiveInt } from './options.js';
 
 /** Attacks of a benchmark that names none: each family at several ε, budgets cut for a benchmark. */
 export const DEFAULT_BENCH_ATTACKS: readonly string[] = [
@@ -178,12 +179,6 @@ interface PairScores {
   preds: Int32Array;
   linf: Float32Array;
   l2: Float32Array;
-}
-
-function positiveInt(name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback;
-  if (!(Number.isSafeInteger(v) && v > 0)) throw Errors.badArgument(`${name} must be a positive integer, got ${String(value)}`);
-  return v;
 }
 
 /** Keeps at most `max` points of a curve, its ends included. */

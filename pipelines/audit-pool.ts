@@ -5,10 +5,9 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { formatShape, type Shape } from '../src/data/index.js';
+import type { Shape } from '../src/data/index.js';
 import { planDetectors, planModels, type DetectorPlan, type PlanOptions } from '../src/detect/index.js';
 import type { EngineChoice } from '../src/engine/build.js';
-import { Errors } from '../src/errors.js';
 import { loadArtifact, type ModelArtifact } from '../src/models/artifact.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import {
@@ -18,11 +17,11 @@ import {
   type AuditSetup,
   type AuditTask,
   type AuditTaskResult,
-  type AuditTestHooks,
 } from '../workers/audit-task.js';
 import { enginesOf } from '../workers/protocol.js';
 import { modelDigest } from './checkpoint.js';
-import { mainThread, workerPool, type TaskKind, type TaskRunner } from './runner.js';
+import { mainThread, workerPool, type RunPlace, type TaskKind, type TaskRunner } from './runner.js';
+import { commonInputShape, positiveInt } from './options.js';
 
 /**
  * The detectors of an audit that names none: the order-disagreement audit of Krotov & Hopfield
@@ -60,8 +59,6 @@ export interface AuditPoolOptions {
   engine?: EngineChoice;
   /** Run batches in the main thread even without tfjs-node. */
   mainThread?: boolean;
-  /** Test only: see {@link AuditTestHooks}. */
-  testHooks?: AuditTestHooks;
 }
 
 export type AuditRunner = TaskRunner<AuditTask, AuditTaskResult, AuditReady>;
@@ -89,14 +86,8 @@ export interface AuditPool {
 }
 
 /** Where an audit pool computes, as the audit's records and provenance state it. */
-export function poolRun(pool: AuditPool): { backend: string; engine: string; simd: boolean; mode: 'pool' | 'main-thread'; workers: number } {
+export function poolRun(pool: AuditPool): RunPlace {
   return { backend: pool.ready.backend.backend, engine: pool.engine, simd: pool.ready.backend.simd, mode: pool.runner.mode, workers: pool.runner.threads };
-}
-
-function positiveInt(name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback;
-  if (!(Number.isSafeInteger(v) && v > 0)) throw Errors.badArgument(`${name} must be a positive integer, got ${String(value)}`);
-  return v;
 }
 
 /**
@@ -119,19 +110,13 @@ export async function openAuditPool(options: AuditPoolOptions = {}, extraModels:
     plan,
     ...(options.backend !== undefined ? { backend: options.backend } : {}),
     ...(options.engine !== undefined ? { engine: options.engine } : {}),
-    ...(options.testHooks ? { hooks: options.testHooks } : {}),
   };
   const inMain = options.mainThread ?? options.backend === 'tensorflow';
   const runner = inMain ? mainThread(AUDIT_TASKS, setup) : workerPool(AUDIT_TASKS, setup, workers);
   try {
     const ready = await runner.ready();
     const planModelsInfo = ready.models.filter((m) => planIds.includes(m.id));
-    const shape = ready.models[0]!.inputShape;
-    for (const m of ready.models) {
-      if (formatShape(m.inputShape) !== formatShape(shape)) {
-        throw Errors.badArgument(`the models take different inputs: ${ready.models.map((x) => `${x.id} ${formatShape(x.inputShape)}`).join(', ')}`);
-      }
-    }
+    const shape = commonInputShape(ready.models);
     return {
       runner,
       ready,

@@ -18,9 +18,8 @@
  * the pool the audit opened.
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { filter, Observable, ReplaySubject, Subject, type OperatorFunction, type Subscription } from 'rxjs';
+import { Observable, ReplaySubject, Subject, type OperatorFunction, type Subscription } from 'rxjs';
 import {
-  checkRecord,
   openSource,
   toObservable,
   type ImageRecord,
@@ -31,9 +30,11 @@ import {
 import { Errors } from '../src/errors.js';
 import { Proportion, type ProportionSummary } from '../src/stats/index.js';
 import { openAuditor, type AuditInfo, type Auditor, type AuditorOptions, type AuditVerdict } from './auditor.js';
-import type { EvalSource, SourceSpec, StatsEvery } from './evaluate.js';
-import { pooledBatches } from './operators.js';
+import { admissionFailure, admitRecords } from './admit.js';
 import { withAlarms, type AlarmOptions, type AuditAlarmEvent } from './alarms.js';
+import { pooledBatches } from './operators.js';
+import { badRecordPolicy, cadence, isSpec, type EvalSource, type StatsEvery } from './options.js';
+import { pipeline } from './shell.js';
 
 export interface AuditOperatorOptions extends AuditorOptions {
   /** An open auditor to share (a server's, another stream's); else one is opened and closed with the subscription. */
@@ -153,7 +154,7 @@ class AuditTransform extends Transform {
   override _transform(record: ImageRecord, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.auditor
       .then(async (a) => {
-        const why = checkRecord(record, a.shape);
+        const why = admissionFailure(record, { shape: a.shape });
         if (why !== undefined) {
           const id = typeof record?.id === 'string' ? record.id : undefined;
           const error = Errors.badRecord({ file: 'stream', ...(id !== undefined ? { id } : {}) }, why);
@@ -294,10 +295,6 @@ export interface AuditOptions extends AuditorOptions {
   alarms?: AlarmOptions;
 }
 
-function isSpec(source: EvalSource): source is SourceSpec {
-  return typeof (source as SourceSpec).uri === 'string' && !(Symbol.asyncIterator in source);
-}
-
 /**
  * The audit of a source, pulled as fast as the pool takes it: a `start` event (backend, detectors,
  * calibration), a `verdict` event per record in source order, `summary` events, and a final summary.
@@ -307,126 +304,85 @@ function isSpec(source: EvalSource): source is SourceSpec {
  *     .subscribe((e) => e.type === 'verdict' && e.flagged && console.log(e.id));
  */
 export function audit(source: EvalSource, options: AuditOptions = {}): Observable<AuditEvent> {
-  const events = new Observable<AuditEvent>((subscriber) => {
-    let t0 = performance.now();
-    const gone = new AbortController();
-    let auditor: Auditor | undefined = options.auditor;
-    let flow: Subscription | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let onStop: (() => void) | undefined;
-    const release = async () => {
-      if (!options.auditor) await auditor?.close();
-    };
-
-    const main = async () => {
-      const policy = options.onBadRecord ?? 'skip';
-      if (policy !== 'fail' && policy !== 'skip') throw Errors.badArgument(`onBadRecord must be 'fail' or 'skip', got '${String(policy)}'`);
-      const every = options.statsEvery ?? { seconds: 2 };
-      if ('seconds' in every && !(every.seconds > 0)) throw Errors.badArgument(`stats every S seconds needs S > 0, got ${every.seconds}`);
-      if ('batches' in every && !(Number.isSafeInteger(every.batches) && every.batches > 0)) {
-        throw Errors.badArgument(`stats every N batches needs a positive integer N, got ${every.batches}`);
-      }
-      auditor ??= await openAuditor({ ...options, signal: gone.signal });
-      // Unsubscribed while the pool was starting: teardown found no auditor to close.
-      if (gone.signal.aborted) return release();
-      const a = auditor;
-      let records: RecordSource;
-      if (isSpec(source)) {
-        const { uri, ...rest } = source;
-        records = openSource(uri, {
-          ...rest,
-          onBadRecord: policy,
-          ...(options.rejects ? { rejects: options.rejects } : {}),
-          shape: a.shape,
-          signal: gone.signal,
-        });
-      } else records = source;
-      subscriber.next({ type: 'start', source: records.uri, ...a.info });
-      // Throughput counts the audit, not the calibration before it.
-      t0 = performance.now();
-
-      const names = [...a.plan.detectors.map((d) => d.name), ...(a.plan.combined ? ['combined'] : [])];
-      const stats = new AuditStats(names);
-      let pipelineRejects = 0;
-      const summary = (final: boolean, reason?: AuditStopReason): AuditSummaryEvent => ({
-        type: 'summary',
-        final,
-        ...stats.summary({ rejected: records.counters.rejected + pipelineRejects, fpr: a.calibration.fpr, elapsed_s: (performance.now() - t0) / 1000 }),
-        ...(reason ? { stop_reason: reason } : {}),
-        ...(final ? { provenance: { ...options.provenance, source: records.uri, calibration: a.info.calibration } } : {}),
+  const events = pipeline<AuditEvent>(async (scope) => {
+    const policy = badRecordPolicy(options.onBadRecord, 'skip');
+    const every = cadence(options.statsEvery);
+    const a = options.auditor ?? (await openAuditor({ ...options, signal: scope.signal }));
+    if (!options.auditor) scope.defer(() => a.close());
+    // Unsubscribed while the pool was starting.
+    if (scope.signal.aborted) return;
+    let records: RecordSource;
+    if (isSpec(source)) {
+      const { uri, ...rest } = source;
+      records = openSource(uri, {
+        ...rest,
+        onBadRecord: policy,
+        ...(options.rejects ? { rejects: options.rejects } : {}),
+        shape: a.shape,
+        signal: scope.signal,
       });
+    } else records = source;
+    scope.next({ type: 'start', source: records.uri, ...a.info });
+    // Throughput counts the audit, not the calibration before it.
+    const t0 = performance.now();
 
-      const demand$ = new Subject<number>();
-      const stop$ = new ReplaySubject<void>(1);
-      let stopped = false;
-      const records$ = toObservable(records, { demand$ }).pipe(
-        // A source opened here rejects records of another shape itself; a given one is checked here.
-        filter((record) => {
-          const why = checkRecord(record, a.shape);
-          if (why === undefined) return true;
-          const error = Errors.badRecord({ file: records.uri, id: record.id }, why);
-          if (policy === 'fail') throw error;
-          pipelineRejects++;
-          void Promise.resolve(options.rejects?.write({ file: records.uri, id: record.id, code: error.code, reason: why })).catch((e: unknown) =>
-            subscriber.error(e),
-          );
-          demand$.next(1);
-          return false;
-        }),
-      );
-      const everyBatches = 'batches' in every ? every.batches : undefined;
-      let batches = 0;
-      await new Promise<void>((resolve, reject) => {
-        flow = pooledBatches(records$, {
-          batch: a.batch,
-          maxInFlight: options.maxInFlight ?? a.maxInFlight,
-          demand: demand$,
-          until$: stop$,
-          run: (items, _index, _attempt, signal) => a.audit(items, signal),
-        }).subscribe({
-          next: ({ result }) => {
-            for (const v of result) {
-              stats.add(v);
-              subscriber.next({ type: 'verdict', ...v });
-            }
-            batches++;
-            if (gone.signal.aborted) return;
-            if (everyBatches !== undefined && batches % everyBatches === 0) subscriber.next(summary(false));
-          },
-          error: reject,
-          complete: resolve,
-        });
-        if ('seconds' in every) timer = setInterval(() => subscriber.next(summary(false)), every.seconds * 1000);
-        if (options.stop) {
-          const signal = options.stop;
-          onStop = () => {
-            stopped = true;
-            stop$.next();
-            stop$.complete();
-          };
-          if (signal.aborted) onStop();
-          else signal.addEventListener('abort', onStop, { once: true });
-        }
-      });
-      clearInterval(timer);
-      subscriber.next(summary(true, stopped ? 'stopped' : 'end'));
-      await release();
-      subscriber.complete();
-    };
-
-    main().catch(async (e: unknown) => {
-      clearInterval(timer);
-      await release().catch(() => {});
-      subscriber.error(e);
+    const names = [...a.plan.detectors.map((d) => d.name), ...(a.plan.combined ? ['combined'] : [])];
+    const stats = new AuditStats(names);
+    let pipelineRejects = 0;
+    const summary = (final: boolean, reason?: AuditStopReason): AuditSummaryEvent => ({
+      type: 'summary',
+      final,
+      ...stats.summary({ rejected: records.counters.rejected + pipelineRejects, fpr: a.calibration.fpr, elapsed_s: (performance.now() - t0) / 1000 }),
+      ...(reason ? { stop_reason: reason } : {}),
+      ...(final ? { provenance: { ...options.provenance, source: records.uri, calibration: a.info.calibration } } : {}),
     });
 
-    return () => {
-      gone.abort();
-      clearInterval(timer);
-      if (onStop) options.stop?.removeEventListener('abort', onStop);
-      flow?.unsubscribe();
-      void release().catch(() => {});
-    };
+    const demand$ = new Subject<number>();
+    const stop$ = new ReplaySubject<void>(1);
+    let stopped = false;
+    // A source opened here rejects records of another shape itself; a given one is checked here.
+    const records$ = toObservable(records, { demand$ }).pipe(
+      admitRecords(
+        {
+          file: records.uri,
+          shape: a.shape,
+          policy,
+          ...(options.rejects ? { rejects: options.rejects } : {}),
+          onSkip: () => {
+            pipelineRejects++;
+            demand$.next(1);
+          },
+        },
+        (record: ImageRecord) => record,
+      ),
+    );
+    let batches = 0;
+    if (every.seconds !== undefined) scope.every(every.seconds, () => scope.next(summary(false)));
+    scope.onAbort(options.stop, () => {
+      stopped = true;
+      stop$.next();
+      stop$.complete();
+    });
+    await scope.drain(
+      pooledBatches(records$, {
+        batch: a.batch,
+        maxInFlight: options.maxInFlight ?? a.maxInFlight,
+        demand: demand$,
+        until$: stop$,
+        run: (items, _index, _attempt, signal) => a.audit(items, signal),
+      }),
+      ({ result }) => {
+        for (const v of result) {
+          stats.add(v);
+          scope.next({ type: 'verdict', ...v });
+        }
+        batches++;
+        if (scope.closed) return;
+        if (every.batches !== undefined && batches % every.batches === 0) scope.next(summary(false));
+      },
+    );
+    scope.stopTimers();
+    scope.next(summary(true, stopped ? 'stopped' : 'end'));
   });
   return options.alarms ? events.pipe(withAlarms(options.alarms)) : events;
 }

@@ -11,7 +11,9 @@ import { Errors } from '../src/errors.js';
 import type { AuditTaskResult } from '../workers/audit-task.js';
 import { openAuditPool, poolRun, type AuditPool, type AuditPoolOptions } from './audit-pool.js';
 import { resolveCalibration, type CalibrationOptions } from './calibrate.js';
-import { isWorkerCrash } from './runner.js';
+import { withRetries } from './operators.js';
+import { nonNegativeInt, positiveInt } from './options.js';
+import { isWorkerCrash, type RunPlace } from './runner.js';
 
 /** One record's verdict: plain JSON, one NDJSON line of `advstream audit`. */
 export interface AuditVerdict {
@@ -47,13 +49,7 @@ export interface AuditorOptions extends AuditPoolOptions, CalibrationOptions {
 }
 
 /** What an audit runs on, for provenance. */
-export interface AuditInfo {
-  backend: string;
-  /** The engines computing the models, distinct, `+`-joined (`onnx-cpu`, `onnx-cpu+tfjs-wasm`). */
-  engine: string;
-  simd: boolean;
-  mode: 'pool' | 'main-thread';
-  workers: number;
+export interface AuditInfo extends RunPlace {
   batch: number;
   fpr: number;
   /** The bound plan's detector ids and combined score. */
@@ -83,12 +79,6 @@ export interface Auditor {
   audit(records: readonly ImageRecord[], signal?: AbortSignal): Promise<AuditVerdict[]>;
   /** Frees the threads; safe to call twice. */
   close(): Promise<void>;
-}
-
-function positiveInt(name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback;
-  if (!(Number.isSafeInteger(v) && v > 0)) throw Errors.badArgument(`${name} must be a positive integer, got ${String(value)}`);
-  return v;
 }
 
 /** A signal that never aborts. */
@@ -175,8 +165,7 @@ export function packRecords(records: readonly ImageRecord[], shape: Shape, where
 export async function auditorOnPool(pool: AuditPool, options: AuditorOptions = {}): Promise<Auditor> {
   const batch = positiveInt('batch', options.batch, 32);
   const maxInFlight = positiveInt('maxInFlight', options.maxInFlight, 2 * pool.runner.threads);
-  const retries = options.retries ?? 2;
-  if (!(Number.isSafeInteger(retries) && retries >= 0)) throw Errors.badArgument(`retries must be a non-negative integer, got ${retries}`);
+  const retries = nonNegativeInt('retries', options.retries, 2);
   const { calibration, file, reused } = await resolveCalibration(pool, {
     ...options,
     batch,
@@ -206,16 +195,14 @@ export async function auditorOnPool(pool: AuditPool, options: AuditorOptions = {
     const index = next++;
     await gate.enter(signal);
     try {
-      for (let attempt = 0; ; attempt++) {
-        signal.throwIfAborted();
-        try {
-          // No signal to the pool: an abandoned task would keep its thread while the gate let in another.
-          const result = await pool.runner.run({ kind: 'score', index, attempt, count: records.length, dim: pool.dim, pixels, evidence: true }, NEVER);
-          return verdictsOf(records, result, calibration, pool.planIds);
-        } catch (e) {
-          if (signal.aborted || !isWorkerCrash(e) || attempt >= retries) throw e;
-        }
-      }
+      // No signal to the pool: an abandoned task would keep its thread while the gate let in another.
+      const result = await withRetries(
+        index,
+        (_, attempt) => pool.runner.run({ kind: 'score', index, attempt, count: records.length, dim: pool.dim, pixels, evidence: true }, NEVER),
+        { retries, retryable: isWorkerCrash, describe: () => `audit batch ${index}` },
+        signal,
+      );
+      return verdictsOf(records, result, calibration, pool.planIds);
     } finally {
       gate.leave();
     }

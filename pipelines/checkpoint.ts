@@ -188,6 +188,39 @@ export async function writeCheckpoint(file: string, checkpoint: EvalCheckpoint):
   await writeJsonAtomic(file, { ...checkpoint, digest: contentDigest(checkpoint) });
 }
 
+/**
+ * The checkpoints of one run, written one after another in the order they were taken (a later
+ * snapshot never lands under an earlier one). A failed write does not stop the run at once; the
+ * first failure is thrown by {@link CheckpointWriter.flush}.
+ *
+ * @example
+ *   const writer = new CheckpointWriter('eval.ckpt.json');
+ *   void writer.save(snapshot());
+ *   await writer.flush(); // throws the first failed write
+ */
+export class CheckpointWriter {
+  private writes: Promise<void> = Promise.resolve();
+  private failure: { error: unknown } | undefined;
+
+  constructor(readonly file: string) {}
+
+  /** Queues `checkpoint`; resolves when it (and every earlier one) is written or has failed. */
+  save(checkpoint: EvalCheckpoint): Promise<void> {
+    this.writes = this.writes
+      .then(() => writeCheckpoint(this.file, checkpoint))
+      .catch((e: unknown) => {
+        this.failure ??= { error: e };
+      });
+    return this.writes;
+  }
+
+  /** Waits for the queued writes; throws the first that failed. */
+  async flush(): Promise<void> {
+    await this.writes;
+    if (this.failure) throw this.failure.error;
+  }
+}
+
 /** Writes `value` as one line of JSON to `file` atomically: a temp file, fsync, then rename. */
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;

@@ -22,11 +22,13 @@ export {
   type StatsEvery,
   type StopReason,
 } from './evaluate.js';
+export { admitRecords, admissionFailure, type AdmitOptions } from './admit.js';
 export {
   batchRecords,
   inIndexOrder,
   pooledBatches,
   runTasks,
+  withRetries,
   type BatchOptions,
   type PooledBatch,
   type PooledBatchesOptions,
@@ -38,6 +40,7 @@ export {
   mainThread,
   workerPool,
   type BatchRunner,
+  type RunPlace,
   type TaskKind,
   type TaskRunner,
 } from './runner.js';
@@ -82,6 +85,7 @@ export {
 } from './calibrate.js';
 export { evalCommand, reproduce, REPRODUCTION_DATA, type PlannedRun, type ReproduceEvent, type ReproduceOptions } from './reproduce.js';
 export {
+  runningPairs,
   imagePixels,
   isWorstCase,
   sampleLine,
@@ -111,7 +115,7 @@ export {
   type RocLine,
 } from './audit-bench.js';
 export { createAuditServer, type AuditServer, type AuditServerOptions } from './serve.js';
-export { readCheckpoint, type CheckpointConfig, type EvalCheckpoint } from './checkpoint.js';
+export { CheckpointWriter, readCheckpoint, type CheckpointConfig, type EvalCheckpoint } from './checkpoint.js';
 export { SamplesFile, webhookSink, type WebhookOptions, type WebhookReport, type WebhookSink } from './sinks.js';
-export { batchSeed, pairSeed, type EvalTestHooks } from '../workers/eval-task.js';
+export { batchSeed, pairSeed, type EvalPair } from '../workers/eval-task.js';
 export { train, type DenseData, type TrainEvent, type TrainOptions } from './train.js';

@@ -86,29 +86,11 @@ export function runTasks<T, R>(
   run: (task: T, attempt: number, signal: AbortSignal) => Promise<R>,
   options: RunTasksOptions<T>,
 ): OperatorFunction<T, R> {
-  const { concurrency, retries, retryable } = options;
   const one = (task: T) =>
     new Observable<R>((subscriber) => {
       const controller = new AbortController();
       let settled = false;
-      (async () => {
-        for (let attempt = 0; ; attempt++) {
-          try {
-            return await run(task, attempt, controller.signal);
-          } catch (e) {
-            if (controller.signal.aborted) throw e;
-            if (!retryable(e)) throw e;
-            if (attempt >= retries) {
-              const what = options.describe?.(task) ?? 'a task';
-              throw Errors.workerFailed(`${what} failed on ${attempt + 1} workers in a row: ${(e as Error).message}`, {
-                attempts: attempt + 1,
-                cause: (e as Error).message,
-              });
-            }
-            options.onRetry?.(task, attempt + 1, e);
-          }
-        }
-      })().then(
+      withRetries(task, run, options, controller.signal).then(
         (result) => {
           settled = true;
           subscriber.next(result);
@@ -125,7 +107,38 @@ export function runTasks<T, R>(
         controller.abort(Errors.workerFailed('the evaluation was unsubscribed', { aborted: true }));
       };
     });
-  return mergeMap(one, concurrency);
+  return mergeMap(one, options.concurrency);
+}
+
+/**
+ * One task's attempts: `run` again while its failure is `retryable` and retries are left (attempt
+ * 1, 2, …), then WORKER_FAILED naming the task; any other failure, or one after `signal` aborted,
+ * is thrown as it is. The one retry rule of every pool user ({@link runTasks}, the auditor).
+ *
+ * @example
+ *   await withRetries(task, (t, attempt, signal) => runner.run(t, signal), { retries: 2, retryable: isWorkerCrash }, signal);
+ */
+export async function withRetries<T, R>(
+  task: T,
+  run: (task: T, attempt: number, signal: AbortSignal) => Promise<R>,
+  options: Pick<RunTasksOptions<T>, 'retries' | 'retryable' | 'onRetry' | 'describe'>,
+  signal: AbortSignal,
+): Promise<R> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await run(task, attempt, signal);
+    } catch (e) {
+      if (signal.aborted || !options.retryable(e)) throw e;
+      if (attempt >= options.retries) {
+        const what = options.describe?.(task) ?? 'a task';
+        throw Errors.workerFailed(`${what} failed on ${attempt + 1} workers in a row: ${(e as Error).message}`, {
+          attempts: attempt + 1,
+          cause: (e as Error).message,
+        });
+      }
+      options.onRetry?.(task, attempt + 1, e);
+    }
+  }
 }
 
 /**
@@ -144,7 +157,7 @@ export function inIndexOrder<T>(indexOf: (value: T) => number, first = 0): Opera
         next: (value) => {
           const index = indexOf(value);
           if (index < next || held.has(index)) {
-            subscriber.error(new Error(`index ${index} arrived twice`));
+            subscriber.error(Errors.badArgument(`index ${index} arrived twice`, { index }));
             return;
           }
           held.set(index, value);
@@ -158,7 +171,7 @@ export function inIndexOrder<T>(indexOf: (value: T) => number, first = 0): Opera
         error: (e: unknown) => subscriber.error(e),
         complete: () => {
           if (held.size > 0) {
-            subscriber.error(new Error(`index ${next} never arrived; ${held.size} later value(s) held`));
+            subscriber.error(Errors.badArgument(`index ${next} never arrived; ${held.size} later value(s) held`, { index: next, held: held.size }));
             return;
           }
           subscriber.complete();
@@ -178,6 +191,8 @@ export interface PooledBatchesOptions<T, R> {
   retries?: number;
   retryable?: (error: unknown) => boolean;
   onRetry?: (index: number, attempt: number, error: unknown) => void;
+  /** Names a batch in the error after its last retry; default `batch N`. */
+  describe?: (batch: { index: number; items: T[] }) => string;
   /**
    * Where the pipeline asks its source for records, when the source is pull-based (a source's
    * `toObservable({ demand$ })`): `maxInFlight` batches at first, then one batch as each completes
@@ -186,10 +201,18 @@ export interface PooledBatchesOptions<T, R> {
    */
   demand?: { next(count: number): void };
   /**
-   * Stop reading when this emits: the records already read still run (the last batch short), the
-   * batches in flight finish, then the output completes.
+   * Stop reading when this emits: the batches in flight finish, then the output completes. The
+   * records read into the batch being filled run as a short batch under `partial: 'keep'` (the
+   * default), or are dropped under `'drop'`, so that every batch but the source's last is full.
    */
   until$?: Observable<unknown>;
+  partial?: 'keep' | 'drop';
+  /** Told as each batch is handed to `run` (its first attempt). */
+  onStart?: (index: number, items: T[]) => void;
+  /** Told as each batch finishes, in completion order, before it waits its turn in source order. */
+  onComplete?: (batch: PooledBatch<T, R>) => void;
+  /** Told of each running batch aborted by unsubscription. */
+  onAbort?: (index: number) => void;
 }
 
 /** One finished batch: its items and the result of running them, in source order. */
@@ -226,10 +249,19 @@ export function pooledBatches<T, R>(records$: Observable<T>, options: PooledBatc
         demand.next(batch);
       }
     };
-    const flow = (options.until$ ? records$.pipe(takeUntil(options.until$)) : records$)
+    const stopped = new Subscription();
+    if (options.until$) stopped.add(options.until$.subscribe(() => (reading = false)));
+    const batches$ =
+      options.until$ && options.partial === 'drop'
+        ? records$.pipe(batchRecords(batch, { until$: options.until$ }))
+        : (options.until$ ? records$.pipe(takeUntil(options.until$)) : records$).pipe(batchRecords(batch));
+    const flow = batches$
       .pipe(
-        batchRecords(batch),
-        map((items) => ({ index: next++, items })),
+        map((items) => {
+          const index = next++;
+          options.onStart?.(index, items);
+          return { index, items };
+        }),
         runTasks(
           async ({ index, items }, attempt, signal): Promise<PooledBatch<T, R>> => ({
             index,
@@ -241,11 +273,13 @@ export function pooledBatches<T, R>(records$: Observable<T>, options: PooledBatc
             retries: options.retries ?? 0,
             retryable: options.retryable ?? (() => false),
             onRetry: ({ index }, attempt, e) => options.onRetry?.(index, attempt, e),
-            describe: ({ index }) => `batch ${index}`,
+            onAbort: ({ index }) => options.onAbort?.(index),
+            describe: options.describe ?? (({ index }) => `batch ${index}`),
           },
         ),
-        tap(() => {
+        tap((d) => {
           completed++;
+          options.onComplete?.(d);
           topUp();
         }),
         inIndexOrder((d) => d.index),
@@ -268,6 +302,7 @@ export function pooledBatches<T, R>(records$: Observable<T>, options: PooledBatc
     topUp();
     return () => {
       reading = false;
+      stopped.unsubscribe();
       flow.unsubscribe();
     };
   });

@@ -13,8 +13,10 @@ import type { PoolData, TaskFailure, TaskRuntime, WorkerMessage } from '../worke
 
 /**
  * Runs tasks somewhere. `run` rejects with a WORKER_FAILED error whose `details.crashed` is true
- * when the thread running the task died (the task may be retried elsewhere), with the task's own
- * error when the task failed (retrying would fail again), and with the signal's reason when aborted.
+ * when the thread running the task died (the task may be retried elsewhere); `details.stopped` when
+ * the runner closed under it, `details.refused` when the pool would not take it (neither is retried);
+ * with the task's own error when the task failed (retrying would fail again), and with the signal's
+ * reason when aborted.
  */
 export interface TaskRunner<Task, Result, Ready> {
   readonly mode: 'pool' | 'main-thread';
@@ -39,6 +41,16 @@ export interface TaskKind<Setup, Task, Result, Ready> {
   readonly file: string;
   send(task: Task): { task: Task; transfer: ArrayBuffer[] };
   create(setup: Setup, workerId: string): Promise<TaskRuntime<Task, Result, Ready>>;
+}
+
+/** Where a run computes, as every start and final record states it. */
+export interface RunPlace {
+  backend: string;
+  /** The engines computing the models, distinct, `+`-joined (`onnx-cpu`, `onnx-cpu+tfjs-wasm`). */
+  engine: string;
+  simd: boolean;
+  mode: 'pool' | 'main-thread';
+  workers: number;
 }
 
 /** The runner of `evaluate`. */
@@ -76,15 +88,32 @@ export function isWorkerCrash(e: unknown): e is AdvstreamError {
   return e instanceof AdvstreamError && e.code === 'WORKER_FAILED' && e.details.crashed === true;
 }
 
+export interface WorkerPoolOptions {
+  /** How long `close` waits for running tasks to stop before terminating the threads; default 30 s. */
+  graceMs?: number;
+}
+
+/**
+ * piscina's own refusals and its termination of a running task: not a thread that died, so never
+ * retried as a crash (piscina gives them no codes; these are its messages, `piscina/dist/errors.js`).
+ */
+const PISCINA_REFUSALS = ['Terminating worker thread', 'Task queue is at limit', 'No task queue available', 'Close operation timed out'];
+
 /**
  * A pool of `threads` workers running `kind`'s task file, each set up once from `setup` (carried in
  * `workerData`: model bytes cross to each thread once, at its start).
  *
  * @example
- *   const runner = workerPool(EVAL_TASKS, { models, attacks: ['fgsm:eps=0.1'] }, 4);
+ *   const runner = workerPool(EVAL_TASKS, { models, attacks: ['fgsm:eps=0.1'], pairs }, 4);
  *   try { const result = await runner.run(task, signal); } finally { await runner.close(); }
  */
-export function workerPool<Setup, Task, Result, Ready>(kind: TaskKind<Setup, Task, Result, Ready>, setup: Setup, threads: number): TaskRunner<Task, Result, Ready> {
+export function workerPool<Setup, Task, Result, Ready>(
+  kind: TaskKind<Setup, Task, Result, Ready>,
+  setup: Setup,
+  threads: number,
+  options: WorkerPoolOptions = {},
+): TaskRunner<Task, Result, Ready> {
+  const graceMs = options.graceMs ?? STOP_GRACE_MS;
   if (!existsSync(kind.file)) {
     throw Errors.workerFailed(`the ${kind.name} worker file ${kind.file} is missing: build advstream first (npx tsc -p .)`);
   }
@@ -119,7 +148,10 @@ export function workerPool<Setup, Task, Result, Ready>(kind: TaskKind<Setup, Tas
       out = await (signal ? abandonOnAbort(running, signal) : running);
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
-      throw Errors.workerFailed(`worker thread died: ${(e as Error).message}`, { crashed: true });
+      const message = (e as Error).message;
+      if (closed) throw Errors.workerFailed(`the pool closed while the task ran: ${message}`, { stopped: true });
+      if (PISCINA_REFUSALS.some((m) => message.startsWith(m))) throw Errors.workerFailed(`the pool refused the task: ${message}`, { refused: true });
+      throw Errors.workerFailed(`worker thread died: ${message}`, { crashed: true });
     }
     if (isFailure(out)) throw failureError(out);
     return out;
@@ -128,7 +160,7 @@ export function workerPool<Setup, Task, Result, Ready>(kind: TaskKind<Setup, Tas
   const shutdown = async (): Promise<void> => {
     Atomics.store(new Int32Array(stop), 0, 1);
     // Each task stops at its next model call; a thread stuck elsewhere is terminated after a while.
-    await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref())]);
+    await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, graceMs).unref())]);
     await pool.destroy();
   };
 
@@ -166,11 +198,24 @@ function abandonOnAbort<T>(running: Promise<T>, signal: AbortSignal): Promise<T>
   });
 }
 
-/** The main thread, one task at a time: for tfjs-node, and for debugging. */
+/**
+ * The main thread, one task at a time: for tfjs-node, and for debugging. A task's signal, or
+ * closing the runner, stops the running task at its next model call; closing frees the models.
+ */
 export function mainThread<Setup, Task, Result, Ready>(kind: TaskKind<Setup, Task, Result, Ready>, setup: Setup): TaskRunner<Task, Result, Ready> {
   let runtime: Promise<TaskRuntime<Task, Result, Ready>> | undefined;
-  const get = () => (runtime ??= kind.create(setup, 'main'));
+  const closing = new AbortController();
+  const get = () => {
+    if (closing.signal.aborted) throw Errors.workerFailed('the runner is closed', { stopped: true });
+    return (runtime ??= kind.create(setup, 'main'));
+  };
   let queue: Promise<unknown> = Promise.resolve();
+  let closed: Promise<void> | undefined;
+  const close = async () => {
+    closing.abort();
+    await queue;
+    if (runtime) (await runtime.catch(() => undefined))?.close();
+  };
   return {
     mode: 'main-thread',
     threads: 1,
@@ -178,21 +223,11 @@ export function mainThread<Setup, Task, Result, Ready>(kind: TaskKind<Setup, Tas
     run(task, signal) {
       const next = queue.then(async () => {
         signal.throwIfAborted();
-        return (await get()).run(task);
+        return (await get()).run(task, AbortSignal.any([signal, closing.signal]));
       });
       queue = next.catch(() => {});
       return next;
     },
-    close: async () => {},
+    close: () => (closed ??= close()),
   };
-}
-
-/** A pool of evaluation workers. */
-export function poolRunner(setup: EvalSetup, threads: number): BatchRunner {
-  return workerPool(EVAL_TASKS, setup, threads);
-}
-
-/** The evaluation in the main thread. */
-export function mainThreadRunner(setup: EvalSetup): BatchRunner {
-  return mainThread(EVAL_TASKS, setup);
 }

@@ -5,7 +5,7 @@
 import { FixedEpsilonAttack, type Attack } from '../src/attacks/index.js';
 import { encodePixels } from '../src/report/index.js';
 import type { AdversarialResult, SampleResult } from '../src/stats/index.js';
-import type { EvalTaskResult } from '../workers/eval-task.js';
+import type { EvalPair, EvalTaskResult } from '../workers/eval-task.js';
 
 /**
  * The pointwise worst case over attacks that share a threat model (norm and ε), per source model:
@@ -52,21 +52,21 @@ export interface ResultLayout {
   /** Worst-case entries to add per source model. */
   worstCase: readonly WorstCaseGroup[];
   /**
-   * Per pair `p = a·M + s`, true where attack a cannot run on source s (a gradient attack on a
-   * black-box ONNX model): the pair has no entries; the source is still scored on every other
-   * source's adversarials (a transfer target). Absent: every pair runs.
+   * The (attack, source) pairs that ran, in the order of the result's slots: a pair left out (a
+   * gradient attack on a black-box ONNX model) has no entries and no pixels; its source is still
+   * scored on every other source's adversarials (a transfer target).
    */
-  skipped?: readonly boolean[];
+  pairs: readonly EvalPair[];
 }
 
 /**
- * The pairs to skip: gradient attacks on black-box sources.
+ * The pairs that run, attack-major: every (attack, source) but gradient attacks on black-box sources.
  *
  * @example
- *   skippedPairs([fgsm, square], [false, true]); // [false, true, false, false]
+ *   runningPairs([fgsm, square], [false, true]); // [{attack:0,source:0}, {attack:1,source:0}, {attack:1,source:1}]
  */
-export function skippedPairs(attacks: readonly Pick<Attack, 'gradientFree'>[], blackBox: readonly boolean[]): boolean[] {
-  return attacks.flatMap((a) => blackBox.map((b) => b && !a.gradientFree));
+export function runningPairs(attacks: readonly Pick<Attack, 'gradientFree'>[], blackBox: readonly boolean[]): EvalPair[] {
+  return attacks.flatMap((a, attack) => blackBox.flatMap((b, source) => (b && !a.gradientFree ? [] : [{ attack, source }])));
 }
 
 /**
@@ -82,45 +82,38 @@ export function worstCase(id: string, entries: readonly AdversarialResult[], lab
 }
 
 /**
- * One {@link SampleResult} per image of the batch. Every (attack, source) pair has an entry for every
+ * One {@link SampleResult} per image of the batch. Every pair that ran has an entry for every
  * image, images the source misclassifies clean included (the attack returns them unchanged).
  */
 export function sampleResults(layout: ResultLayout, labels: Int32Array, r: EvalTaskResult): SampleResult[] {
   const n = r.count;
   const M = layout.models.length;
-  const A = layout.attacks.length;
   const out: SampleResult[] = [];
   for (let i = 0; i < n; i++) {
     const label = labels[i]!;
     const clean: Record<string, number> = {};
     layout.models.forEach((model, m) => (clean[model] = r.clean[m * n + i]!));
-    const byPair: (AdversarialResult | undefined)[] = [];
-    for (let a = 0; a < A; a++) {
-      for (let s = 0; s < M; s++) {
-        const p = a * M + s;
-        if (layout.skipped?.[p]) continue;
-        const preds: Record<string, number> = {};
-        layout.models.forEach((model, t) => (preds[model] = r.preds[(p * M + t) * n + i]!));
-        const minEps = r.minEps[p * n + i]!;
-        const entry: AdversarialResult = {
-          attack: layout.attacks[a]!,
-          source: layout.models[s]!,
-          success: r.success[p * n + i] === 1,
-          linf: r.linf[p * n + i]!,
-          l2: r.l2[p * n + i]!,
-          l1: r.l1[p * n + i]!,
-          l0: r.l0[p * n + i]!,
-          confidence: r.confidence[p * n + i]!,
-          preds,
-          ...(Number.isNaN(minEps) ? {} : { minEps }),
-        };
-        byPair[p] = entry;
-      }
-    }
-    const adversarials = byPair.filter((e): e is AdversarialResult => e !== undefined);
+    const adversarials = layout.pairs.map(({ attack, source }, q): AdversarialResult => {
+      const preds: Record<string, number> = {};
+      layout.models.forEach((model, t) => (preds[model] = r.preds[(q * M + t) * n + i]!));
+      const minEps = r.minEps[q * n + i]!;
+      return {
+        attack: layout.attacks[attack]!,
+        source: layout.models[source]!,
+        success: r.success[q * n + i] === 1,
+        linf: r.linf[q * n + i]!,
+        l2: r.l2[q * n + i]!,
+        l1: r.l1[q * n + i]!,
+        l0: r.l0[q * n + i]!,
+        confidence: r.confidence[q * n + i]!,
+        preds,
+        ...(Number.isNaN(minEps) ? {} : { minEps }),
+      };
+    });
+    const ran = adversarials.length;
     for (const group of layout.worstCase) {
       for (let s = 0; s < M; s++) {
-        const members = group.attacks.map((a) => byPair[a * M + s]).filter((e): e is AdversarialResult => e !== undefined);
+        const members = adversarials.slice(0, ran).filter((_, q) => layout.pairs[q]!.source === s && group.attacks.includes(layout.pairs[q]!.attack));
         if (members.length > 0) adversarials.push(worstCase(group.id, members, label));
       }
     }
@@ -131,7 +124,7 @@ export function sampleResults(layout: ResultLayout, labels: Int32Array, r: EvalT
 
 /**
  * The pixels of a batch's first `count` images, for image grids: the clean images, and the
- * adversarial of every (attack, source) pair, pairs in layout order (`p = a·M + s`).
+ * adversarial of every pair that ran, in the layout's order (`ResultLayout.pairs`).
  */
 export interface BatchPixels {
   count: number;
@@ -139,7 +132,7 @@ export interface BatchPixels {
   shape: [number, number, number];
   /** `count × dim` values in [0, 1], row-major HWC. */
   clean: Float32Array;
-  /** `P × count × dim`: image i under pair p starts at `(p·count + i)·dim`. */
+  /** `Q × count × dim` for the Q pairs that ran: image i under pair q starts at `(q·count + i)·dim`. */
   adversarial: Float32Array;
 }
 

@@ -10,7 +10,6 @@
  * thread (tfjs-node).
  */
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAttackSpec, type Attack } from '../src/attacks/index.js';
 import { initBackend, tf, type BackendInfo, type Tensor2D } from '../src/backend/index.js';
 import { bindPlan, detectorEnsemble, planModels, runDetectors, type DetectorPlan, type Evidence } from '../src/detect/index.js';
@@ -18,17 +17,11 @@ import { buildRunner, type EngineChoice } from '../src/engine/build.js';
 import { Errors } from '../src/errors.js';
 import type { ModelArtifact } from '../src/models/artifact.js';
 import { inputSize } from '../src/models/classifier.js';
-import type { ReadyModel, TaskResultHeader, TaskRuntime } from './protocol.js';
-import { asRunner, isStopping, type ModelRunner } from '../src/models/runner.js';
+import { describeRuntime, sum, type ReadyModel, type RuntimeReady, type TaskResultHeader, type TaskRuntime } from './protocol.js';
+import { asRunner, stoppable, type ModelRunner } from '../src/models/runner.js';
 
 /** The source of an adaptive attack: the joint classifier of one detector's models. */
 export const ADAPTIVE_PREFIX = 'adaptive:';
-
-/** Test-only hooks, carried in the pool's `workerData`; never set them outside tests. */
-export interface AuditTestHooks {
-  /** Each task waits this long before working: a slow worker. */
-  delayMs?: number;
-}
 
 /** What a thread needs to audit: model bytes, the detector plan, the backend to start. */
 export interface AuditSetup {
@@ -39,7 +32,6 @@ export interface AuditSetup {
   backend?: string;
   /** Which engine computes the models (see `src/engine/build.ts`); default `auto`. */
   engine?: EngineChoice;
-  hooks?: AuditTestHooks;
 }
 
 interface TaskBase {
@@ -100,9 +92,7 @@ export interface AuditTaskResult extends TaskResultHeader {
 }
 
 /** What a runtime says about itself once started. */
-export interface AuditReady {
-  workerId: string;
-  backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
+export interface AuditReady extends RuntimeReady {
   /** `tfjs`: whether a tfjs classifier stands behind it, which the adaptive ensemble and the DAM/DRP extensions need. */
   models: (ReadyModel & { tfjs: boolean })[];
   /** The plan bound to this thread's models: what calibrations are made for and checked against. */
@@ -126,12 +116,6 @@ export function sendAuditTask(task: AuditTask): { task: AuditTask; transfer: Arr
     task: { ...task, pixels, labels, ...(targets ? { targets } : {}) },
     transfer: [pixels.buffer, labels.buffer, ...(targets ? [targets.buffer] : [])],
   };
-}
-
-function sum(counts: Uint32Array): number {
-  let total = 0;
-  for (let i = 0; i < counts.length; i++) total += counts[i]!;
-  return total;
 }
 
 /** One thread's audit state: the backend, every model built once, the bound plan, parsed attacks. */
@@ -164,19 +148,10 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
   }
 
   async ready(): Promise<AuditReady> {
-    const { backend, simd, threads, native } = this.info;
+    const described = describeRuntime(this.workerId, this.info, this.models);
     return {
-      workerId: this.workerId,
-      backend: { backend, simd, threads, ...(native ? { native } : {}) },
-      models: this.models.map((m) => ({
-        id: m.id,
-        family: m.family,
-        inputShape: [...m.inputShape],
-        numClasses: m.numClasses,
-        engine: m.engine,
-        gradientEngine: m.gradientEngine,
-        tfjs: m.classifier !== undefined,
-      })),
+      ...described,
+      models: described.models.map((m, i) => ({ ...m, tfjs: this.models[i]!.classifier !== undefined })),
       plan: this.plan,
     };
   }
@@ -207,9 +182,8 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
   }
 
   /** Scores (and for an attack task, first attacks) one batch; see {@link AuditTaskResult}. */
-  async run(task: AuditTask): Promise<AuditTaskResult> {
-    // In short naps, so that a closing pool stops a slow task promptly (see `watchStopFlag`).
-    for (let left = this.setup.hooks?.delayMs ?? 0; left > 0 && !isStopping(); left -= 20) await sleep(Math.min(20, left));
+  async run(task: AuditTask, signal: AbortSignal = new AbortController().signal): Promise<AuditTaskResult> {
+    signal.throwIfAborted();
     const startMs = performance.timeOrigin + performance.now();
     const { count: n, dim } = task;
     for (const m of this.models) {
@@ -221,7 +195,7 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
     let result: Omit<AuditTaskResult, 'tensors'>;
     try {
       if (task.kind === 'attack') {
-        const adv = await this.craft(task, x);
+        const adv = await this.craft(task, x, signal);
         outcome = adv.outcome;
         x.dispose();
         x = adv.x;
@@ -253,11 +227,16 @@ export class AuditRuntime implements TaskRuntime<AuditTask, AuditTaskResult, Aud
     return { ...result, tensors: tf.memory().numTensors };
   }
 
-  private async craft(task: AttackTask, x: Tensor2D): Promise<{ x: Tensor2D; outcome: AttackOutcome }> {
+  /** Disposes every model (their tensors and ONNX Runtime sessions); the runtime is done. */
+  close(): void {
+    for (const m of this.models) m.dispose();
+  }
+
+  private async craft(task: AttackTask, x: Tensor2D, signal: AbortSignal): Promise<{ x: Tensor2D; outcome: AttackOutcome }> {
     const n = task.count;
     if (task.labels.length !== n) throw Errors.badArgument(`a batch of ${n} records needs ${n} labels, got ${task.labels.length}`);
     if (task.targets && task.targets.length !== n) throw Errors.badArgument(`a batch of ${n} records needs ${n} targets, got ${task.targets.length}`);
-    const source = this.source(task.source);
+    const source = stoppable(this.source(task.source), signal);
     const attack = this.attack(task.attack);
     const labels = tf.tensor1d(task.labels, 'int32');
     const targets = task.targets ? tf.tensor1d(task.targets, 'int32') : undefined;

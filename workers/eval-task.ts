@@ -8,39 +8,35 @@
  * thread, where tfjs-node must run (it cannot load in worker threads, tfjs#2079).
  */
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { initBackend, tf, type BackendInfo } from '../src/backend/index.js';
 import { deriveSeed, parseAttackSpec, type Attack } from '../src/attacks/index.js';
 import { Errors } from '../src/errors.js';
 import type { ModelArtifact } from '../src/models/artifact.js';
 import { inputSize } from '../src/models/classifier.js';
-import { isStopping, type ModelRunner } from '../src/models/runner.js';
+import { stoppable, type ModelRunner } from '../src/models/runner.js';
 import { buildRunner, type EngineChoice } from '../src/engine/build.js';
-import { describeFailure, type ReadyModel, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
+import { describeFailure, describeRuntime, sum, type RuntimeReady, type TaskFailure, type TaskResultHeader, type TaskRuntime } from './protocol.js';
 
-/**
- * Test-only hooks, carried in the pool's `workerData`; never set them outside tests. They make a
- * worker fail in ways a test cannot otherwise provoke deterministically.
- */
-export interface EvalTestHooks {
-  /** The worker thread exits mid-task (a crash) when a batch holds this record id… */
-  crashOnId?: string;
-  /** …on attempts below this number (default 1: only the first attempt crashes). */
-  crashAttempts?: number;
-  /** Each task waits this long before working: a slow worker. */
-  delayMs?: number;
+/** One (attack, source model) pair, by index into the setup's attacks and models. */
+export interface EvalPair {
+  attack: number;
+  source: number;
 }
 
-/** What a thread needs to evaluate: model bytes, attack specs, the backend to start. */
+/** What a thread needs to evaluate: model bytes, attack specs, the pairs to run, the backend to start. */
 export interface EvalSetup {
   models: ModelArtifact[];
   /** Canonical attack specs, in evaluation order. */
   attacks: string[];
+  /**
+   * The pairs to run, decided once by the pipeline from the models' capabilities, in the order of
+   * the result's slots; every model is still scored on every pair's adversarials.
+   */
+  pairs: EvalPair[];
   /** A forced backend; the default is the first that starts (never tfjs-node in a worker). */
   backend?: string;
   /** Which engine computes the models (see `src/engine/build.ts`); default `auto`. */
   engine?: EngineChoice;
-  hooks?: EvalTestHooks;
 }
 
 /** One batch. `pixels` is `count × dim`, row-major; the seed fixes every attack's randomness. */
@@ -64,11 +60,11 @@ export interface EvalTask {
 }
 
 /**
- * A finished batch. With M models and A attacks there are P = A·M (attack, source) pairs, pair
- * `p = a·M + s`. Arrays are flat: `clean[m·count + i]`, `success[p·count + i]` (likewise `linf`,
- * `l2`, `l1`, `l0`, `confidence`, `minEps`), `preds[(p·M + t)·count + i]` (model t's prediction on the
- * adversarial of pair p), `adversarial[(p·pixelCount + i)·dim + j]` (value j of the adversarial of
- * image i < pixelCount under pair p).
+ * A finished batch. With M models and the Q pairs of `EvalSetup.pairs`, pair q in their order,
+ * arrays are flat: `clean[m·count + i]`, `success[q·count + i]` (likewise `linf`, `l2`,
+ * `l1`, `l0`, `confidence`, `minEps`), `preds[(q·M + t)·count + i]` (model t's prediction on the adversarial of
+ * pair q), `adversarial[(q·pixelCount + i)·dim + j]` (value j of the adversarial of image
+ * i < pixelCount under pair q).
  */
 export interface EvalTaskResult extends TaskResultHeader {
   /** Input-gradient evaluations spent by the attacks. */
@@ -98,11 +94,7 @@ export interface EvalTaskResult extends TaskResultHeader {
 export type EvalTaskFailure = TaskFailure;
 
 /** What a runtime says about itself once started. */
-export interface EvalReady {
-  workerId: string;
-  backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
-  models: ReadyModel[];
-}
+export type EvalReady = RuntimeReady;
 
 /** The transferable buffers of a result, for `Piscina.move`. */
 export function resultBuffers(r: EvalTaskResult): ArrayBuffer[] {
@@ -110,12 +102,6 @@ export function resultBuffers(r: EvalTaskResult): ArrayBuffer[] {
 }
 
 export { describeFailure };
-
-function sum(counts: Uint32Array): number {
-  let total = 0;
-  for (let i = 0; i < counts.length; i++) total += counts[i]!;
-  return total;
-}
 
 /**
  * One thread's evaluation state: the backend, started once; a model cache keyed by model id, each
@@ -153,27 +139,14 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
   }
 
   async ready(): Promise<EvalReady> {
-    const models = await this.models();
-    const { backend, simd, threads, native } = this.info;
-    return {
-      workerId: this.workerId,
-      backend: { backend, simd, threads, ...(native ? { native } : {}) },
-      models: models.map((m) => ({
-        id: m.id,
-        family: m.family,
-        inputShape: [...m.inputShape],
-        numClasses: m.numClasses,
-        engine: m.engine,
-        gradientEngine: m.gradientEngine,
-      })),
-    };
+    return describeRuntime(this.workerId, this.info, await this.models());
   }
 
-  /** Evaluates one batch; see {@link EvalTaskResult} for the layout. */
-  async run(task: EvalTask): Promise<EvalTaskResult> {
-    await this.applyHooks(task);
+  /** Evaluates one batch; see {@link EvalTaskResult} for the layout. Aborting `signal` stops it at its next model call. */
+  async run(task: EvalTask, signal: AbortSignal = new AbortController().signal): Promise<EvalTaskResult> {
+    signal.throwIfAborted();
     const startMs = performance.timeOrigin + performance.now();
-    const models = await this.models();
+    const models = (await this.models()).map((m) => stoppable(m, signal));
     const { count: n, dim } = task;
     for (const m of models) {
       if (inputSize(m) !== dim) {
@@ -183,19 +156,21 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
     const kept = task.pixelCount ?? 0;
     if (!(Number.isSafeInteger(kept) && kept >= 0 && kept <= n)) throw Errors.badArgument(`pixelCount must be an integer in [0, ${n}], got ${kept}`);
     const M = models.length;
-    const P = this.attacks.length * M;
+    const pairs = this.setup.pairs;
+    const Q = pairs.length;
     const clean = new Int32Array(M * n);
-    const success = new Uint8Array(P * n);
-    const linf = new Float32Array(P * n);
-    const l2 = new Float32Array(P * n);
-    const l1 = new Float32Array(P * n);
-    const l0 = new Float32Array(P * n);
-    const confidence = new Float32Array(P * n);
-    const minEps = new Float32Array(P * n).fill(Number.NaN);
-    const preds = new Int32Array(P * M * n);
-    const adversarial = new Float32Array(P * kept * dim);
+    const success = new Uint8Array(Q * n);
+    const linf = new Float32Array(Q * n);
+    const l2 = new Float32Array(Q * n);
+    const l1 = new Float32Array(Q * n);
+    const l0 = new Float32Array(Q * n);
+    const confidence = new Float32Array(Q * n);
+    const minEps = new Float32Array(Q * n).fill(Number.NaN);
+    const preds = new Int32Array(Q * M * n);
+    const adversarial = new Float32Array(Q * kept * dim);
     let gradEvals = 0;
-    let forwardEvals = n * M * (1 + P);
+    // The clean pass, and one scoring pass of every model per pair that ran.
+    let forwardEvals = n * M * (1 + Q);
     const x = tf.tensor2d(task.pixels, [n, dim]);
     const labels = tf.tensor1d(task.labels, 'int32');
     try {
@@ -206,38 +181,33 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
         clean.set(await pred.data(), m * n);
         pred.dispose();
       }
-      for (let a = 0; a < this.attacks.length; a++) {
+      for (let q = 0; q < Q; q++) {
+        const { attack: a, source: s } = pairs[q]!;
         const attack = this.attacks[a]!;
-        for (let s = 0; s < M; s++) {
-          const source = models[s]!;
-          const p = a * M + s;
-          // A gradient attack cannot run on a black-box source: the pair is skipped (see
-          // `ResultLayout.skipped`), and the source stays a transfer target of the others.
-          if (!attack.gradientFree && source.gradientEngine === 'none') continue;
-          const res = await attack.run(source, x, labels, { seed: pairSeed(task.seed, attack.id, source.id) });
-          gradEvals += sum(res.gradients);
-          forwardEvals += sum(res.forwards);
-          success.set(res.success, p * n);
-          linf.set(res.linf, p * n);
-          l2.set(res.l2, p * n);
-          l1.set(res.l1, p * n);
-          l0.set(res.l0, p * n);
-          if (res.minEpsilon) minEps.set(res.minEpsilon, p * n);
-          // Copied out: the result's buffers are transferred, and an attack's array may alias a tensor's storage.
-          if (kept > 0) adversarial.set(res.adversarial.subarray(0, kept * dim), p * kept * dim);
-          const adv = tf.tensor2d(res.adversarial, [n, dim]);
-          try {
-            for (let t = 0; t < M; t++) {
-              const scores = await models[t]!.scores(adv);
-              const scored = tf.tidy(() => ({ pred: tf.argMax(scores, 1), conf: t === s ? tf.max(tf.softmax(scores), 1) : undefined }));
-              scores.dispose();
-              preds.set(await scored.pred.data(), (p * M + t) * n);
-              if (scored.conf) confidence.set(await scored.conf.data(), p * n);
-              tf.dispose([scored.pred, ...(scored.conf ? [scored.conf] : [])]);
-            }
-          } finally {
-            adv.dispose();
+        const source = models[s]!;
+        const res = await attack.run(source, x, labels, { seed: pairSeed(task.seed, attack.id, source.id) });
+        gradEvals += sum(res.gradients);
+        forwardEvals += sum(res.forwards);
+        success.set(res.success, q * n);
+        linf.set(res.linf, q * n);
+        l2.set(res.l2, q * n);
+        l1.set(res.l1, q * n);
+        l0.set(res.l0, q * n);
+        if (res.minEpsilon) minEps.set(res.minEpsilon, q * n);
+        // Copied out: the result's buffers are transferred, and an attack's array may alias a tensor's storage.
+        if (kept > 0) adversarial.set(res.adversarial.subarray(0, kept * dim), q * kept * dim);
+        const adv = tf.tensor2d(res.adversarial, [n, dim]);
+        try {
+          for (let t = 0; t < M; t++) {
+            const scores = await models[t]!.scores(adv);
+            const scored = tf.tidy(() => ({ pred: tf.argMax(scores, 1), conf: t === s ? tf.max(tf.softmax(scores), 1) : undefined }));
+            scores.dispose();
+            preds.set(await scored.pred.data(), (q * M + t) * n);
+            if (scored.conf) confidence.set(await scored.conf.data(), q * n);
+            tf.dispose([scored.pred, ...(scored.conf ? [scored.conf] : [])]);
           }
+        } finally {
+          adv.dispose();
         }
       }
     } finally {
@@ -279,14 +249,11 @@ export class EvalRuntime implements TaskRuntime<EvalTask, EvalTaskResult, EvalRe
     }
   }
 
-  private async applyHooks(task: EvalTask): Promise<void> {
-    const hooks = this.setup.hooks;
-    if (!hooks) return;
-    // In short naps, so that a closing pool stops a slow task as promptly as a real one.
-    for (let left = hooks.delayMs ?? 0; left > 0 && !isStopping(); left -= 20) await sleep(Math.min(20, left));
-    if (hooks.crashOnId !== undefined && this.workerId !== 'main' && task.ids.includes(hooks.crashOnId)) {
-      if (task.attempt < (hooks.crashAttempts ?? 1)) process.exit(70);
-    }
+  /** Disposes every model built (their tensors and ONNX Runtime sessions); the runtime is done. */
+  close(): void {
+    const built = [...this.cache.values()];
+    this.cache.clear();
+    for (const m of built) void m.then((runner) => runner.dispose(), () => {});
   }
 }
 

@@ -7,7 +7,8 @@
 import { threadId, workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { isAdvstreamError, type ErrorCode } from '../src/errors.js';
-import { watchStopFlag } from '../src/models/runner.js';
+import type { BackendInfo } from '../src/backend/index.js';
+import { watchStopFlag, type ModelRunner } from '../src/models/runner.js';
 
 /**
  * What a pool hands each of its threads: the task kind's setup, and the flag the pool raises when it
@@ -34,11 +35,31 @@ export function describeFailure(e: unknown): TaskFailure {
   return { ok: false, error: { message: err.message, ...(err.stack ? { stack: err.stack } : {}) } };
 }
 
-/** One thread's state for a task kind: set up once, then one task at a time. */
+/** One thread's state for a task kind: set up once, then one task at a time, then closed. */
 export interface TaskRuntime<Task, Result, Ready> {
   ready(): Promise<Ready>;
-  /** Runs a task; throws its error. */
-  run(task: Task): Promise<Result>;
+  /** Runs a task; throws its error. Once `signal` aborts, the task stops at its next model call. */
+  run(task: Task, signal: AbortSignal): Promise<Result>;
+  /** Frees the models (tensors, ONNX Runtime sessions). */
+  close(): void;
+}
+
+/** How often a worker looks at its pool's stop flag while a task runs. */
+const STOP_POLL_MS = 10;
+
+/**
+ * An AbortSignal that aborts once the pool raises `flag` (an Int32 in a `SharedArrayBuffer`): the
+ * pool cannot signal a thread busy in a task, so the thread looks between its model calls.
+ */
+function flagSignal(flag: Int32Array): AbortSignal {
+  const controller = new AbortController();
+  const timer = setInterval(() => {
+    if (Atomics.load(flag, 0) === 0) return;
+    controller.abort();
+    clearInterval(timer);
+  }, STOP_POLL_MS);
+  timer.unref();
+  return controller.signal;
 }
 
 /**
@@ -54,16 +75,20 @@ export function taskWorker<Setup, Task, Result extends object, Ready>(
   buffers: (result: Result) => ArrayBuffer[],
 ): (message: WorkerMessage<Task>) => Promise<unknown> {
   let runtime: Promise<TaskRuntime<Task, Result, Ready>> | undefined;
+  let stop: AbortSignal | undefined;
   return async (message) => {
     if (!runtime) {
       const data = workerData as PoolData<Setup>;
-      watchStopFlag(new Int32Array(data.stop));
+      const flag = new Int32Array(data.stop);
+      // The engine's own sessions look at the flag directly (see `watchStopFlag`).
+      watchStopFlag(flag);
+      stop = flagSignal(flag);
       runtime = create(data.setup, `w${threadId}`);
     }
     try {
       const rt = await runtime;
       if (message.kind === 'ready') return await rt.ready();
-      const result = await rt.run(message.task);
+      const result = await rt.run(message.task, stop!);
       return move({ [transferableSymbol]: buffers(result), [valueSymbol]: result });
     } catch (e) {
       return describeFailure(e);
@@ -71,7 +96,13 @@ export function taskWorker<Setup, Task, Result extends object, Ready>(
   };
 }
 
-/** What every finished task reports beside its own results. */
+/** The total of a per-sample count (an attack's gradient or forward evaluations). */
+export function sum(counts: ArrayLike<number>): number {
+  let total = 0;
+  for (let i = 0; i < counts.length; i++) total += counts[i]!;
+  return total;
+}
+
 /** One model as a started runtime describes it. */
 export interface ReadyModel {
   id: string;
@@ -83,11 +114,36 @@ export interface ReadyModel {
   gradientEngine: string;
 }
 
+/** What a started runtime says of itself: its thread, its backend, and each model it built. */
+export interface RuntimeReady {
+  workerId: string;
+  backend: Pick<BackendInfo, 'backend' | 'simd' | 'threads' | 'native'>;
+  models: ReadyModel[];
+}
+
+/** A runtime's description of itself, from its backend and its models. */
+export function describeRuntime(workerId: string, info: BackendInfo, models: readonly ModelRunner[]): RuntimeReady {
+  const { backend, simd, threads, native } = info;
+  return {
+    workerId,
+    backend: { backend, simd, threads, ...(native ? { native } : {}) },
+    models: models.map((m) => ({
+      id: m.id,
+      family: m.family,
+      inputShape: [...m.inputShape],
+      numClasses: m.numClasses,
+      engine: m.engine,
+      gradientEngine: m.gradientEngine,
+    })),
+  };
+}
+
 /** The distinct engines of a runtime's models, `+`-joined (`onnx-cpu`, `onnx-cpu+tfjs-wasm`), as records name them. */
 export function enginesOf(models: readonly Pick<ReadyModel, 'engine'>[]): string {
   return [...new Set(models.map((m) => m.engine))].join('+');
 }
 
+/** What every finished task reports beside its own results. */
 export interface TaskResultHeader {
   ok: true;
   index: number;

@@ -6,9 +6,10 @@
 import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
 import { Errors } from '../errors.js';
 import type { Classifier, LossName } from '../models/classifier.js';
+import type { GradEvaluation } from '../models/runner.js';
 import { FixedEpsilonAttack, type FixedEpsilonContext, type SearchOutput } from './base.js';
 import { L2, Linf, type NormDistance } from './distances.js';
-import { crossEntropy, dlrLoss, Evaluator, targetedDlrLoss, type Objective } from './losses.js';
+import { Evaluator, objective, type Objective, type ObjectiveName } from './losses.js';
 import {
   configure,
   EOT_PARAM,
@@ -73,36 +74,22 @@ async function apgdRun(
   rng: Rng,
   project: (x0: Tensor2D, x: Tensor2D, eps: Tensor2D) => Tensor2D,
 ): Promise<RunOutcome> {
-  const keeper = new PointKeeper(sub.x);
   const m = sub.x.shape[0];
   const checkpoints = new Map(checkpointSchedule(o.steps).map((c) => [c.at, c.length]));
-  const x0 = tf.tidy(() => sphereStart(o.distance.name === 'l2' ? 'l2' : 'linf', sub, rng));
-  const e0 = await ev.withGrad(x0);
-  let state = tf.tidy(() => {
-    const x = x0;
-    const e = e0;
-    return {
-      x,
-      xOld: x,
-      grad: e.grad,
-      loss: e.value,
-      adversarial: sub.criterion.isAdversarial(e.scores),
-      xBest: x,
-      gradBest: e.grad,
-      lossBest: e.value,
-      step: tf.mul(sub.eps, 2) as Tensor2D,
-      rises: tf.zeros([m]) as Tensor1D,
-      reducedLast: tf.ones([m], 'bool') as Tensor1D,
-      lossBestLast: e.value,
-    };
-  });
-  e0.scores.dispose();
-  const replace = (next: typeof state): void => {
+  // Every tensor is made inside the try, and each awaited model call frees its own input if it throws.
+  const keeper = new PointKeeper(sub.x);
+  // Assigned at the run's start inside the try; unset only if that start threw.
+  let state!: ApgdState;
+  const replace = (next: ApgdState): void => {
     const keep = new Set(Object.values(next).map((t) => t.id));
     tf.dispose(Object.values(state).filter((t) => !keep.has(t.id)));
     state = next;
   };
   try {
+    const x0 = tf.tidy(() => sphereStart(o.distance.name === 'l2' ? 'l2' : 'linf', sub, rng));
+    const e0 = await evaluateOwning(ev, x0);
+    state = tf.tidy(() => startState(sub, x0, e0, m));
+    e0.scores.dispose();
     keeper.offer(state.x, state.adversarial, state.loss);
     for (let i = 0; i < o.steps && !(await keeper.allFound()); i++) {
       const a = i > 0 ? 0.75 : 1;
@@ -112,7 +99,7 @@ async function apgdRun(
         const moved = tf.add(tf.add(s.x, tf.mul(tf.sub(z, s.x), a)), tf.mul(tf.sub(s.x, s.xOld), 1 - a)) as Tensor2D;
         return project(sub.x, moved, sub.eps);
       });
-      const e = await ev.withGrad(x);
+      const e = await evaluateOwning(ev, x);
       replace(
         tf.tidy(() => {
           const s = state;
@@ -158,8 +145,38 @@ async function apgdRun(
     }
     return await keeper.outcome();
   } finally {
-    tf.dispose(Object.values(state));
+    if (state !== undefined) tf.dispose(Object.values(state));
     keeper.dispose();
+  }
+}
+
+/** The state of a run at its random start `x` (with its evaluation `e`). */
+function startState(sub: Subset, x: Tensor2D, e: GradEvaluation, m: number) {
+  return {
+    x,
+    xOld: x,
+    grad: e.grad,
+    loss: e.value,
+    adversarial: sub.criterion.isAdversarial(e.scores),
+    xBest: x,
+    gradBest: e.grad,
+    lossBest: e.value,
+    step: tf.mul(sub.eps, 2) as Tensor2D,
+    rises: tf.zeros([m]) as Tensor1D,
+    reducedLast: tf.ones([m], 'bool') as Tensor1D,
+    lossBestLast: e.value,
+  };
+}
+
+type ApgdState = ReturnType<typeof startState>;
+
+/** `ev.withGrad(x)`; if it throws, `x` (not yet anyone else's) is disposed. */
+async function evaluateOwning(ev: Evaluator, x: Tensor2D): Promise<GradEvaluation> {
+  try {
+    return await ev.withGrad(x);
+  } catch (e) {
+    x.dispose();
+    throw e;
   }
 }
 
@@ -186,8 +203,6 @@ export const APGD_T_PARAMS = {
   ...APGD_PARAMS,
   targets: { type: 'int', min: 1, max: 999, default: 9, doc: 'target classes: the k highest-scoring wrong classes, one APGD run each' },
 } as const satisfies ParamSchema;
-
-type ApgdLoss = 'ce' | 'model' | 'dlr' | 'dlr-targeted';
 
 /** Shared by the three APGD attacks: the norm, the runs and the restarts. */
 abstract class Apgd<S extends typeof APGD_PARAMS> extends FixedEpsilonAttack {
@@ -238,21 +253,8 @@ abstract class Apgd<S extends typeof APGD_PARAMS> extends FixedEpsilonAttack {
   }
 }
 
-function objectiveFor(loss: ApgdLoss, sub: Subset): Objective {
-  const { labels, targets } = sub;
-  switch (loss) {
-    case 'model':
-      return { kind: 'model', labels: targets ?? labels, sign: targets ? -1 : 1 };
-    case 'ce':
-      return targets
-        ? { kind: 'scores', fn: (s) => tf.neg(crossEntropy(s, targets)), ce: { labels: targets, sign: -1 } }
-        : { kind: 'scores', fn: (s) => crossEntropy(s, labels), ce: { labels, sign: 1 } };
-    case 'dlr':
-      return { kind: 'scores', fn: (s) => dlrLoss(s, labels) };
-    case 'dlr-targeted':
-      if (!targets) throw new Error('targeted DLR without targets');
-      return { kind: 'scores', fn: (s) => targetedDlrLoss(s, labels, targets) };
-  }
+function objectiveFor(loss: ObjectiveName, sub: Subset): Objective {
+  return objective(loss, sub.labels, sub.targets);
 }
 
 /**

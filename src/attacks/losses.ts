@@ -4,6 +4,7 @@
  * pass with the scores; the family's own loss (`model`) needs a second forward for the scores.
  */
 import { tf, type Tensor1D, type Tensor2D } from '../backend/index.js';
+import { Errors } from '../errors.js';
 import type { LossName } from '../models/classifier.js';
 import type { Evaluation, GradEvaluation, ModelRunner, Objective } from '../models/runner.js';
 
@@ -100,18 +101,47 @@ export function targetedDlrLoss(scores: Tensor2D, labels: Tensor1D, targets: Ten
 }
 
 /**
- * The objective for a spec's `loss`: ascend it for an untargeted run; with targets, descend the
- * loss of the target labels (ascend its negative).
+ * The objectives attacks ascend, by name: `ce` (cross-entropy), `dlr` (untargeted DLR),
+ * `dlr-targeted`, and `model` (the family's own loss). A custom objective is any other scores
+ * objective an attack writes itself (C&W's margin, DeepFool's linearisation).
  */
-export function lossObjective(loss: LossName, labels: Tensor1D, targets?: Tensor1D): Objective {
-  if (loss === 'model') return { kind: 'model', labels: targets ?? labels, sign: targets ? -1 : 1 };
-  return ceObjective(labels, targets);
+export type ObjectiveName = 'ce' | 'dlr' | 'dlr-targeted' | 'model';
+
+/**
+ * The one builder of named objectives, so that every engine ascends the same loss: untargeted,
+ * the loss of the labels is ascended; with targets, the loss of the targets is descended (its
+ * negative ascended), and `dlr-targeted` measures the labels against the targets. Only `ce` carries
+ * the tag a fused native cross-entropy program reads.
+ *
+ * @example
+ *   const ev = new Evaluator(model, objective('dlr', labels), counter);
+ */
+export function objective(name: ObjectiveName, labels: Tensor1D, targets?: Tensor1D): Objective {
+  switch (name) {
+    case 'model':
+      return { kind: 'model', labels: targets ?? labels, sign: targets ? -1 : 1 };
+    case 'ce':
+      return targets
+        ? { kind: 'scores', fn: (s) => tf.neg(crossEntropy(s, targets)), ce: { labels: targets, sign: -1 } }
+        : { kind: 'scores', fn: (s) => crossEntropy(s, labels), ce: { labels, sign: 1 } };
+    case 'dlr':
+      return { kind: 'scores', fn: (s) => dlrLoss(s, labels) };
+    case 'dlr-targeted': {
+      if (!targets) throw Errors.badArgument('the targeted DLR objective needs targets');
+      const t = targets;
+      return { kind: 'scores', fn: (s) => targetedDlrLoss(s, labels, t) };
+    }
+  }
 }
 
-/** Cross-entropy of the labels to ascend, or of the targets to descend, marked as such for fused engines. */
+/** The objective for a spec's `loss` (`ce` or `model`); see {@link objective}. */
+export function lossObjective(loss: LossName, labels: Tensor1D, targets?: Tensor1D): Objective {
+  return objective(loss, labels, targets);
+}
+
+/** Cross-entropy of the labels to ascend, or of the targets to descend; see {@link objective}. */
 export function ceObjective(labels: Tensor1D, targets?: Tensor1D): Objective {
-  if (targets) return { kind: 'scores', fn: (s) => tf.neg(crossEntropy(s, targets)), ce: { labels: targets, sign: -1 } };
-  return { kind: 'scores', fn: (s) => crossEntropy(s, labels), ce: { labels, sign: 1 } };
+  return objective('ce', labels, targets);
 }
 
 /**

@@ -16,7 +16,6 @@ import { tf, type Tensor1D } from '../backend/index.js';
 import type { ParamSchema } from '../attacks/params.js';
 import { Errors } from '../errors.js';
 import { modelDetector, oneModel, type ScoreTensors } from './detector.js';
-import { energyOf } from './extensions.js';
 
 export const ENERGY_PARAMS = {
   source: {
@@ -34,9 +33,9 @@ export const energy = modelDetector({
   roles: [{ name: 'model', many: false, defaults: ['zoo:dam-n20'], doc: 'the DAM model' }],
   bind(params, models) {
     const model = oneModel(models, 'model');
-    if (params.source === 'auto') return { ...params, source: energyOf(model) ? 'energy' : 'gap' };
-    if (params.source === 'energy' && !energyOf(model)) {
-      throw Errors.badModel(model.id, `energy source=energy needs energy(x) on the model's tfjs classifier (engine ${model.engine} has none)`);
+    if (params.source === 'auto') return { ...params, source: model.energy ? 'energy' : 'gap' };
+    if (params.source === 'energy' && !model.energy) {
+      throw Errors.badModel(model.id, `energy source=energy needs the model's energy (engine ${model.engine} has none)`);
     }
     return params;
   },
@@ -49,11 +48,8 @@ export const energy = modelDetector({
         return { score: tf.neg(gap) as Tensor1D, evidence: { predicted: tf.argMax(scores, 1), gap } };
       });
     }
-    const withEnergy = energyOf(model);
-    if (!withEnergy) throw Errors.badModel(model.id, `energy source=${params.source} needs energy(x)`);
-    return scope.tidy(() => {
-      const e = withEnergy.energy(x);
-      return { score: e, evidence: { predicted: tf.argMax(scores, 1), energy: e } };
-    });
+    if (!model.energy) throw Errors.badModel(model.id, `energy source=${params.source} needs the model's energy`);
+    const e = scope.own(await model.energy(x));
+    return scope.tidy(() => ({ score: e, evidence: { predicted: tf.argMax(scores, 1), energy: e } }));
   },
 });

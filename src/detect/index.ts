@@ -18,7 +18,7 @@ export {
   type RoleSpec,
   type ScoreTensors,
 } from './detector.js';
-export { embeddingOf, energyOf, hasEmbedding, hasEnergy, type EmbeddingModel, type EnergyModel } from './extensions.js';
+export { hasEmbedding, hasEnergy, type EmbeddingModel, type EnergyModel } from './extensions.js';
 export { TensorScope } from './scope.js';
 export { DETECTORS, detectorNames, getDetectorEntry } from './registry.js';
 export { ExceedanceTable } from './combined.js';

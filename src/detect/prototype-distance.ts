@@ -17,7 +17,6 @@ import { tf, type Tensor1D } from '../backend/index.js';
 import type { ParamSchema } from '../attacks/params.js';
 import { Errors } from '../errors.js';
 import { modelDetector, oneModel, type ScoreTensors } from './detector.js';
-import { embeddingOf } from './extensions.js';
 import { topTwoGap } from './ops.js';
 
 export const PROTOTYPE_DISTANCE_PARAMS = {
@@ -38,9 +37,9 @@ export const prototypeDistance = modelDetector({
   bind(params, models) {
     const model = oneModel(models, 'model');
     if (model.numClasses < 2) throw Errors.badModel(model.id, 'a score gap needs at least two classes');
-    if (params.source === 'auto') return { ...params, source: embeddingOf(model) ? 'embedding' : 'margin' };
-    if (params.source === 'embedding' && !embeddingOf(model)) {
-      throw Errors.badModel(model.id, `prototype-distance source=embedding needs embed(x) and prototypes() on the model's tfjs classifier (engine ${model.engine} has none)`);
+    if (params.source === 'auto') return { ...params, source: model.embedding ? 'embedding' : 'margin' };
+    if (params.source === 'embedding' && !model.embedding) {
+      throw Errors.badModel(model.id, `prototype-distance source=embedding needs the model's embedding and prototypes (engine ${model.engine} has none)`);
     }
     return params;
   },
@@ -53,10 +52,11 @@ export const prototypeDistance = modelDetector({
         return { score: tf.neg(margin) as Tensor1D, evidence: { predicted: tf.argMax(scores, 1), margin } };
       });
     }
-    const embedding = embeddingOf(model);
-    if (!embedding) throw Errors.badModel(model.id, `prototype-distance source=${params.source} needs embed(x) and prototypes()`);
+    if (!model.embedding) throw Errors.badModel(model.id, `prototype-distance source=${params.source} needs the model's embedding and prototypes`);
+    const embedded = scope.own(await model.embedding.embed(x));
+    const prototypes = scope.own(await model.embedding.prototypes());
     return scope.tidy(() => {
-      const diff = tf.sub(tf.expandDims(embedding.embed(x), 1), tf.expandDims(embedding.prototypes(), 0)); // [B, C, d]
+      const diff = tf.sub(tf.expandDims(embedded, 1), tf.expandDims(prototypes, 0)); // [B, C, d]
       const dist = params.norm === 'l2' ? tf.sqrt(tf.sum(tf.square(diff), 2)) : tf.max(tf.abs(diff), 2);
       const distance = tf.min(dist, 1) as Tensor1D;
       return { score: distance, evidence: { nearest: tf.argMin(dist, 1), distance, predicted: tf.argMax(scores, 1) } };

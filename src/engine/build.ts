@@ -8,7 +8,7 @@
  *   programs for, with tfjs behind it for any objective it has no program for; tfjs otherwise.
  */
 import { decodeWeights, buildClassifier, type ModelArtifact } from '../models/artifact.js';
-import { tfjsRunner, type ModelRunner } from '../models/runner.js';
+import { tfjsRunner, withCapabilities, type ModelRunner } from '../models/runner.js';
 import { Errors, isAdvstreamError } from '../errors.js';
 import { EXPORTABLE_FAMILIES, exportFamily, type NativeGraphs, type PlainWeights } from './export.js';
 import type { OnnxInputSpec } from './onnx-file.js';
@@ -106,14 +106,24 @@ export async function buildRunner(artifact: ModelArtifact, choice: EngineChoice)
   }
   const classifier = await buildClassifier(artifact);
   try {
-    return await FamilyRunner.create({
+    const fallback = choice === 'auto' ? tfjsRunner(classifier) : undefined;
+    const runner = await FamilyRunner.create({
       id: artifact.id,
       inputShape: classifier.inputShape,
       graphs,
       provider: ort.provider,
-      ...(choice === 'auto' ? { fallback: tfjsRunner(classifier) } : {}),
+      ...(fallback ? { fallback } : {}),
     });
-  } finally {
-    if (choice !== 'auto') classifier.dispose();
+    if (!fallback) {
+      classifier.dispose();
+      return runner;
+    }
+    // What the native programs lack (a DAM's energy, a DRP's embedding) comes from the tfjs runner behind.
+    return withCapabilities(runner, fallback);
+  } catch (e) {
+    // auto falls back to tfjs when this model's sessions fail too, not only when no provider starts.
+    if (choice === 'auto') return tfjsRunner(classifier);
+    classifier.dispose();
+    throw e;
   }
 }

@@ -19,6 +19,9 @@
  * operations), so that the two engines agree to float32 rounding.
  */
 import { Errors } from '../errors.js';
+import { damConfigSchema, damTemperature } from '../models/families/dam.js';
+import { stackConfigSchema } from '../models/families/mlp.js';
+import { typedConfig } from '../models/family.js';
 import { Autodiff } from './autodiff/index.js';
 import { GraphBuilder, type Dim } from './graph.js';
 
@@ -105,14 +108,14 @@ function denseStack(g: GraphBuilder, x: string, w: PlainWeights, layers: number,
 
 /** Dense stacks: softmax regression, the ReLU/tanh MLP, the isometric tanh MLP. */
 function stackExport(config: Record<string, unknown>, w: PlainWeights, where: string, modelHead: Head | undefined): FamilyExport {
-  const hidden = (config.hidden as number[] | undefined) ?? [];
-  const activation = config.activation === 'tanh' ? 'Tanh' : 'Relu';
+  // The family's typed config, as tfjs reads it: one activation rule for both engines.
+  const { hidden, activation } = typedConfig(stackConfigSchema, config, where);
   const layers = hidden.length + 1;
   return {
     inputDim: weight(w, 'l0/w', where).shape[0]!,
     numClasses: weight(w, `l${layers - 1}/w`, where).shape[1]!,
     modelHead,
-    net: (g, x) => denseStack(g, x, w, layers, where, (z) => g.op(activation, [z])),
+    net: (g, x) => denseStack(g, x, w, layers, where, (z) => g.op(activation === 'tanh' ? 'Tanh' : 'Relu', [z])),
   };
 }
 
@@ -136,10 +139,10 @@ function maxoutExport(config: Record<string, unknown>, w: PlainWeights, where: s
 
 /** Dense Associative Memory: the one-step classifier of `families/dam.ts`, and its loss Σ(c − t)^(2m). */
 function damExport(config: Record<string, unknown>, w: PlainWeights, where: string): FamilyExport {
-  const n = Number(config.n);
-  const m = Number(config.m);
-  // The temperature after training: damTemperature at epoch ∞ is the ramp's end.
-  const T = Number(config.tEnd);
+  const c = typedConfig(damConfigSchema, config, where);
+  const { n, m } = c;
+  // The temperature after training, by the family's own rule.
+  const T = damTemperature(c, Number.POSITIVE_INFINITY);
   const xiV = weight(w, 'xi_v', where);
   const xiC = weight(w, 'xi_c', where);
   const [classes, K] = xiC.shape as [number, number];

@@ -86,7 +86,7 @@ let chosenFor: string | undefined;
 export function selectProvider(forced?: string): Promise<ProviderInfo> {
   if (chosen && chosenFor === (forced ?? '')) return chosen;
   chosenFor = forced ?? '';
-  chosen = (async () => {
+  const attempt = (async () => {
     const candidates: ProviderCandidate[] = [];
     for (const name of PROVIDERS) {
       const reason = await tryProvider(name);
@@ -97,10 +97,14 @@ export function selectProvider(forced?: string): Promise<ProviderInfo> {
     if (!pick || !pick.ok) throw Errors.backendUnavailable(`onnx-${forced ?? 'any'}`, pick?.reason ?? 'no execution provider starts', candidates);
     return { provider: pick.name, engine: `onnx-${pick.name}` as const, candidates };
   })();
-  chosen.catch(() => {
+  chosen = attempt;
+  // Only this attempt's own failure clears the cache: a newer call may have replaced it meanwhile.
+  attempt.catch(() => {
+    if (chosen !== attempt) return;
     chosen = undefined;
+    chosenFor = undefined;
   });
-  return chosen;
+  return attempt;
 }
 
 /**

@@ -1,8 +1,39 @@
+import { z } from 'zod';
 import type { NamedTensorMap, Tensor1D, Tensor2D, Variable } from '../backend/index.js';
+import { Errors } from '../errors.js';
 import type { Classifier } from './classifier.js';
 
 /** A family's hyperparameters: plain JSON, stored in model.json and the manifest. */
 export type FamilyConfig = Record<string, unknown>;
+
+/** `[height, width, channels]`, three positive integers. */
+export const inputShapeSchema = z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]);
+
+/**
+ * `config` read through a family's schema: the typed config every engine computes from (tfjs, and
+ * the ONNX export), defaults filled; a config the schema refuses is BAD_MODEL naming `where`.
+ *
+ * @example
+ *   const c = typedConfig(mlpConfigSchema, artifact.modelJson.config, artifact.id);
+ */
+export function typedConfig<S extends z.ZodType>(schema: S, config: unknown, where: string): z.output<S> {
+  const parsed = schema.safeParse(config);
+  if (!parsed.success) throw Errors.badModel(where, `its family config does not fit: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`);
+  return parsed.data;
+}
+
+/**
+ * {@link typedConfig} for `build`, which owns `weights`: a config that does not fit disposes them
+ * before the BAD_MODEL error, so a refused model leaves no tensors behind.
+ */
+export function buildConfig<S extends z.ZodType>(schema: S, config: unknown, id: string, weights: NamedTensorMap): z.output<S> {
+  try {
+    return typedConfig(schema, config, id);
+  } catch (e) {
+    for (const t of Object.values(weights)) t.dispose();
+    throw e;
+  }
+}
 
 /** One training option a family accepts on the `train` command line, with its default. */
 export interface TrainOption {
@@ -49,6 +80,8 @@ export interface Family {
   readonly summary: string;
   readonly options: readonly TrainOption[];
   readonly training: TrainDefaults;
+  /** What a config of this family is; `build` reads every loaded model's config through it ({@link typedConfig}). */
+  readonly schema: z.ZodType;
   /** The full config from parsed options (defaults filled, derived values computed). */
   configure(options: Record<string, unknown>): FamilyConfig;
   /** Fresh weights for a config, deterministic under `seed`. */

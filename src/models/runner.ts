@@ -6,7 +6,7 @@
  */
 import { tf, currentBackend, type Tensor1D, type Tensor2D } from '../backend/index.js';
 import { Errors } from '../errors.js';
-import type { Classifier, LossName } from './classifier.js';
+import type { Classifier, EnergyClassifier, LossName, PrototypeClassifier } from './classifier.js';
 import { crossEntropy } from './ops.js';
 
 /**
@@ -21,6 +21,12 @@ export type Objective =
       readonly ce?: { readonly labels: Tensor1D; readonly sign: 1 | -1 };
     }
   | { readonly kind: 'model'; readonly labels: Tensor1D; readonly sign: 1 | -1 };
+
+/** A prototype model's geometry, as a runner offers it; each call returns tensors the caller owns. */
+export interface EmbeddingCapability {
+  embed(x: Tensor2D): Promise<Tensor2D>;
+  prototypes(): Promise<Tensor2D>;
+}
 
 export interface Evaluation {
   /** `[B]` objective values. */
@@ -46,8 +52,15 @@ export interface ModelRunner {
   readonly engine: string;
   /** What computes input gradients: an engine name, or `none` for a black-box model. */
   readonly gradientEngine: string;
-  /** The tfjs classifier behind the runner, where there is one (DAM energy, DRP embedding). */
+  /** The tfjs classifier behind the runner, where there is one (the adaptive ensemble differentiates through it). */
   readonly classifier: Classifier | undefined;
+  /**
+   * The model's energy `[B]` (see {@link EnergyClassifier.energy}), where it has one: a Dense
+   * Associative Memory, natively or through its tfjs fallback. Detectors ask for it here.
+   */
+  readonly energy?: (x: Tensor2D) => Promise<Tensor1D>;
+  /** The embedding `[B, d]` and the prototypes `[C, d]` of a prototype model (DRP), where it has them. */
+  readonly embedding?: EmbeddingCapability;
   /** Class scores `[B, C]`. */
   scores(x: Tensor2D): Promise<Tensor2D>;
   /** The objective, the scores and the objective's input gradient, from one forward and backward pass where the engine can. */
@@ -77,6 +90,54 @@ export function isStopping(): boolean {
 /** Throws when this thread's pool is closing (see {@link watchStopFlag}). */
 export function throwIfStopping(): void {
   if (isStopping()) throw Errors.workerFailed('the pool is closing: the task stopped', { stopped: true });
+}
+
+/** What a wrapper of `runner` says it is: the same model, on the same engines. */
+function identityOf(runner: ModelRunner): Pick<ModelRunner, 'id' | 'family' | 'inputShape' | 'numClasses' | 'engine' | 'gradientEngine' | 'classifier'> {
+  const { id, family, inputShape, numClasses, engine, gradientEngine, classifier } = runner;
+  return { id, family, inputShape, numClasses, engine, gradientEngine, classifier };
+}
+
+/** The longest a stoppable model computes before it lets the event loop run. */
+const YIELD_EVERY_MS = 25;
+
+/**
+ * `runner`, with every call refused once `signal` aborts: how a runtime stops a running task at its
+ * next model call (an attack calls its model many times per batch). tfjs computes synchronously
+ * behind its promises, so an attack's chain of awaits would never let a timer, a signal handler or
+ * an unsubscription run; the wrapper lets the event loop turn every {@link YIELD_EVERY_MS}.
+ * Disposing the wrapper disposes nothing: the runtime that made it owns the model.
+ *
+ * @example
+ *   const source = stoppable(model, signal); // pass `source` to attack.run; abort `signal` to stop it
+ */
+export function stoppable(runner: ModelRunner, signal: AbortSignal): ModelRunner {
+  let turned = performance.now();
+  const check = async () => {
+    if (performance.now() - turned > YIELD_EVERY_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turned = performance.now();
+    }
+    if (signal.aborted) throw Errors.workerFailed('the task was stopped', { stopped: true });
+  };
+  return {
+    ...identityOf(runner),
+    scores: async (x) => {
+      await check();
+      return runner.scores(x);
+    },
+    gradient: async (objective, x) => {
+      await check();
+      return runner.gradient(objective, x);
+    },
+    loss: async (name, x, labels) => {
+      await check();
+      return runner.loss(name, x, labels);
+    },
+    ...(runner.energy && { energy: runner.energy }),
+    ...(runner.embedding && { embedding: runner.embedding }),
+    dispose: () => {},
+  };
 }
 
 /** The value and input gradient of an objective on a tfjs classifier (one forward for score objectives). */
@@ -113,6 +174,8 @@ export function tfjsEngine(): string {
  */
 export function tfjsRunner(model: Classifier): ModelRunner {
   const engine = tfjsEngine();
+  const energy = hasEnergy(model) ? model : undefined;
+  const embedding = hasEmbedding(model) ? model : undefined;
   return {
     id: model.id,
     family: model.family,
@@ -133,7 +196,48 @@ export function tfjsRunner(model: Classifier): ModelRunner {
       throwIfStopping();
       return tf.tidy(() => model.loss(name, x, labels));
     },
+    ...(energy && {
+      energy: async (x: Tensor2D) => {
+        throwIfStopping();
+        return tf.tidy(() => energy.energy(x));
+      },
+    }),
+    ...(embedding && {
+      embedding: {
+        embed: async (x: Tensor2D) => tf.tidy(() => embedding.embed(x)),
+        prototypes: async () => embedding.prototypes(),
+      },
+    }),
     dispose: () => model.dispose(),
+  };
+}
+
+/** Whether a classifier offers `energy(x)` (the dam family). */
+export function hasEnergy(model: Classifier): model is EnergyClassifier {
+  return typeof (model as Partial<EnergyClassifier>).energy === 'function';
+}
+
+/** Whether a classifier offers `embed(x)` and `prototypes()` (the drp family). */
+export function hasEmbedding(model: Classifier): model is PrototypeClassifier {
+  const m = model as Partial<PrototypeClassifier>;
+  return typeof m.embed === 'function' && typeof m.prototypes === 'function';
+}
+
+/**
+ * `runner` with the optional capabilities of `from` it lacks: a native runner gets the energy and
+ * embedding of the tfjs runner behind it. Disposing it disposes `runner` only.
+ */
+export function withCapabilities(runner: ModelRunner, from: ModelRunner): ModelRunner {
+  const energy = runner.energy ?? from.energy;
+  const embedding = runner.embedding ?? from.embedding;
+  return {
+    ...identityOf(runner),
+    scores: (x) => runner.scores(x),
+    gradient: (objective, x) => runner.gradient(objective, x),
+    loss: (name, x, labels) => runner.loss(name, x, labels),
+    ...(energy && { energy }),
+    ...(embedding && { embedding }),
+    dispose: () => runner.dispose(),
   };
 }
 

@@ -270,3 +270,23 @@ it('uses only kernels the wasm backend has', async () => {
   expect(real).toEqual(expect.arrayContaining(['Max', 'Softmax', 'Round', 'Concat', 'Minimum', 'Maximum', 'Log1p', 'Select']));
   expect(missingKernels(real, 'wasm')).toEqual([]);
 });
+
+describe('detectors ask a runner for its capabilities, not for its classifier', () => {
+  it('measures the energy and the embedding of runners with no tfjs classifier behind them, as with one', async () => {
+    const x = tf.tensor2d(clean.x.subarray(0, 8 * 784), [8, 784]);
+    for (const [model, spec, source] of [
+      [withEnergy, `energy:model=${withEnergy.id}`, 'energy'],
+      [withEmbedding, `prototype-distance:model=${withEmbedding.id}`, 'embedding'],
+    ] as const) {
+      const runner = asRunner(model);
+      // What a native runner with these capabilities looks like: no tfjs classifier to reach into.
+      const bare = { ...runner, classifier: undefined };
+      const viaRunner = bindPlan(planDetectors([spec]), [bare]);
+      expect(viaRunner.detectors[0]!.params.source).toBe(source);
+      const reference = bindPlan(planDetectors([spec]), [model]);
+      const [a, b] = [await runDetectors(viaRunner, [bare], x), await runDetectors(reference, [model], x)];
+      expect(Array.from(a.scores[viaRunner.detectors[0]!.name]!)).toEqual(Array.from(b.scores[reference.detectors[0]!.name]!));
+    }
+    x.dispose();
+  });
+});

@@ -9,9 +9,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { lastValueFrom, toArray } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseAttackSpec } from '../../src/attacks/index.js';
 import { openSource } from '../../src/data/index.js';
 import { loadArtifact } from '../../src/models/artifact.js';
-import { evaluate, type EvalEvent, type FinalEvent, type StartEvent } from '../../pipelines/index.js';
+import { evaluate, imagePixels, sampleLine, type BatchEvent, type EvalEvent, type FinalEvent, type StartEvent } from '../../pipelines/index.js';
+import { isBlackBox } from '../../pipelines/eval-plan.js';
+import { runningPairs } from '../../pipelines/samples.js';
 import { EvalRuntime, type EvalTask } from '../../workers/eval-task.js';
 import { writeTorchLikeMlp } from '../engine/onnx-fixture.js';
 
@@ -81,9 +84,60 @@ describe('engines in the evaluation', () => {
     });
   }, 120_000);
 
+  it('maps each pixel block to its pair when a pair is skipped (samples and grids)', async () => {
+    const attacks = ['pgd:eps=0.1,steps=3', 'square:eps=0.3,queries=10'];
+    const events = await lastValueFrom(
+      evaluate({ uri: 'mnist:test', limit: 8 }, { models: ['zoo:mlp-relu', onnxFile], attacks, workers: 1, batch: 8, seed: 5, samplePixels: 4, statsEvery: { seconds: 3600 } }).pipe(
+        toArray(),
+      ),
+    );
+    const batch = events.find((e): e is BatchEvent => e.type === 'batch')!;
+    const px = batch.pixels!;
+    // PGD cannot run on the black-box model: three pairs ran, and three blocks came back.
+    expect(px.adversarial.length).toBe(3 * px.count * 784);
+    for (let i = 0; i < px.count; i++) {
+      const image = imagePixels(px, i)!;
+      const line = sampleLine(batch.ids[i]!, batch.samples[i]!, image);
+      expect(line.adversarials.map((a) => [a.attack.split(':')[0], a.source === onnxFile ? 'onnx' : a.source])).toEqual([
+        ['pgd', 'zoo:mlp-relu'],
+        ['square', 'zoo:mlp-relu'],
+        ['square', 'onnx'],
+      ]);
+      line.adversarials.forEach((entry, q) => {
+        const adv = image.adversarials[q]!;
+        const linf = adv.reduce((m, v, j) => Math.max(m, Math.abs(v - image.clean[j]!)), 0);
+        expect(linf).toBeCloseTo(entry.linf, 5);
+      });
+    }
+  }, 120_000);
+
+  it('counts the forward passes of the pairs that ran only', async () => {
+    const mlp = await loadArtifact('zoo:mlp-relu');
+    const onnx = await loadArtifact(onnxFile);
+    const n = 8;
+    const pixels = new Float32Array(n * 784);
+    const labels = new Int32Array(n);
+    let i = 0;
+    for await (const r of openSource('mnist:test', { limit: n })) {
+      pixels.set(r.pixels, i * 784);
+      labels[i++] = r.label!;
+    }
+    const task: EvalTask = { index: 0, attempt: 0, seed: 3, ids: Array.from({ length: n }, (_, k) => `i${k}`), count: n, dim: 784, pixels, labels };
+    const forwards = async (artifacts: typeof mlp[]) => {
+      const attacks = ['fgsm:eps=0.1'];
+      const pairs = runningPairs(attacks.map((a) => parseAttackSpec(a)), artifacts.map(isBlackBox));
+      const rt = await EvalRuntime.create({ models: artifacts, attacks, pairs, backend: 'wasm', engine: 'auto' }, 'main');
+      return (await rt.run(task)).forwardEvals;
+    };
+    // FGSM runs from the MLP only; adding the black-box model adds its clean pass and its scoring of that one adversarial.
+    expect((await forwards([mlp, onnx])) - (await forwards([mlp]))).toBe(2 * n);
+  }, 120_000);
+
   it('leaks no tensors over many native batches', async () => {
     const artifacts = [await loadArtifact('zoo:mlp-relu'), await loadArtifact('zoo:dam-n20'), await loadArtifact(onnxFile)];
-    const rt = await EvalRuntime.create({ models: artifacts, attacks: ['fgsm:eps=0.1', 'pgd:eps=0.3,steps=3', 'apgd-ce:eps=0.3,steps=3', 'square:eps=0.3,queries=10'], backend: 'wasm', engine: 'onnx' }, 'main');
+    const attacks = ['fgsm:eps=0.1', 'pgd:eps=0.3,steps=3', 'apgd-ce:eps=0.3,steps=3', 'square:eps=0.3,queries=10'];
+    const pairs = runningPairs(attacks.map((a) => parseAttackSpec(a)), artifacts.map(isBlackBox));
+    const rt = await EvalRuntime.create({ models: artifacts, attacks, pairs, backend: 'wasm', engine: 'onnx' }, 'main');
     const pixels = new Float32Array(16 * 784);
     const labels = new Int32Array(16);
     let i = 0;

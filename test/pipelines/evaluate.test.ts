@@ -4,7 +4,7 @@ import { filter, take } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf, type Tensor2D } from '../../src/backend/index.js';
 import { deriveSeed, parseAttackSpec } from '../../src/attacks/index.js';
-import { fromRecords, openSource, type ImageRecord } from '../../src/data/index.js';
+import { fromRecords, openSource, toObservable, type ImageRecord, type RecordSource } from '../../src/data/index.js';
 import { isAdvstreamError } from '../../src/errors.js';
 import { buildClassifier, loadArtifact } from '../../src/models/artifact.js';
 import type { Classifier } from '../../src/models/classifier.js';
@@ -14,11 +14,12 @@ import {
   evaluate,
   readCheckpoint,
   type BatchEvent,
+  type EvalCounters,
   type EvalEvent,
   type EvaluateOptions,
   type FinalEvent,
 } from '../../pipelines/index.js';
-import { allEvents, finalOf, scratchDir, testModels } from './helpers.js';
+import { allEvents, finalOf, flakyEvalTasks, scratchDir, testModels } from './helpers.js';
 
 // One threat model (L∞, ε = 0.1), so that the pointwise worst case over both is reported too.
 const ATTACKS = ['fgsm:eps=0.1', 'pgd:eps=0.1,steps=5'];
@@ -47,6 +48,46 @@ function fnv(id: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
   return h >>> 0;
+}
+
+/** A million synthetic labelled images, as good as endless; `onRecord` is told of each one made. */
+function* endless(onRecord: () => void = () => {}): Generator<ImageRecord> {
+  const base = new Float32Array(784);
+  for (let i = 0; i < 1_000_000; i++) {
+    onRecord();
+    base[i % 784] = (i % 255) / 255;
+    yield { id: `synthetic/${i}`, label: i % 10, shape: [28, 28, 1], pixels: base.slice() };
+  }
+}
+
+/** The first `n` batch events of a slow two-worker evaluation (batches of 4) of {@link endless}. */
+function endlessBatches(counters: EvalCounters, n: number, onRecord?: () => void): Promise<EvalEvent[]> {
+  return allEvents(
+    evaluate(fromRecords(endless(onRecord)), {
+      models: [models[1]!],
+      attacks: ['fgsm:eps=0.1'],
+      workers: 2,
+      batch: 4,
+      backend: 'wasm',
+      counters,
+      tasks: flakyEvalTasks({ delayMs: 50 }),
+    }).pipe(
+      filter((e) => e.type === 'batch'),
+      take(n),
+    ),
+  );
+}
+
+/** A source of the caller's own that checks nothing: the pipeline must. */
+function unchecked(records: () => AsyncGenerator<ImageRecord>): RecordSource {
+  const source: RecordSource = {
+    uri: 'unchecked',
+    counters: { read: 0, rejected: 0, skipped: 0 },
+    describe: () => ({ uri: 'unchecked', kind: 'records' }),
+    toObservable: (o) => toObservable(source, o),
+    [Symbol.asyncIterator]: records,
+  };
+  return source;
 }
 
 /** The evaluation done by hand, in this thread, one batch after another. */
@@ -181,7 +222,7 @@ describe('evaluate', () => {
   it('retries a batch whose worker crashed, losing and double-counting nothing', async () => {
     const counters = evalCounters();
     const events = await allEvents(
-      evaluate(source(), options({ counters, testHooks: { crashOnId: 'mnist:test/40', crashAttempts: 1 } })),
+      evaluate(source(), options({ counters, tasks: flakyEvalTasks({ crashOnId: 'mnist:test/40', crashAttempts: 1 }) })),
     );
     expect(counters.retried).toBe(1);
     expect(statistics(finalOf(events))).toEqual(statistics(reference));
@@ -190,7 +231,7 @@ describe('evaluate', () => {
   it('fails with WORKER_FAILED when the retries run out', async () => {
     const counters = evalCounters();
     const error = await allEvents(
-      evaluate(source(), options({ counters, retries: 2, testHooks: { crashOnId: 'mnist:test/20', crashAttempts: 99 } })),
+      evaluate(source(), options({ counters, retries: 2, tasks: flakyEvalTasks({ crashOnId: 'mnist:test/20', crashAttempts: 99 }) })),
     ).catch((e: unknown) => e);
     expect(isAdvstreamError(error) && error.code).toBe('WORKER_FAILED');
     expect(counters.retried).toBe(2);
@@ -200,7 +241,7 @@ describe('evaluate', () => {
   it('aborts the tasks in flight and closes the pool on unsubscribe', async () => {
     const counters = evalCounters();
     const seen: EvalEvent[] = [];
-    const subscription = evaluate(source(), options({ counters, testHooks: { delayMs: 3000 } })).subscribe((e) => seen.push(e));
+    const subscription = evaluate(source(), options({ counters, tasks: flakyEvalTasks({ delayMs: 3000 }) })).subscribe((e) => seen.push(e));
     const deadline = Date.now() + 60_000;
     while (counters.inFlight < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(counters.inFlight).toBe(4);
@@ -259,28 +300,7 @@ describe('evaluate', () => {
     const workers = 2;
     const batch = 4;
     let generated = 0;
-    function* endless(): Generator<ImageRecord> {
-      const base = new Float32Array(784);
-      for (let i = 0; i < 1_000_000; i++) {
-        generated++;
-        base[i % 784] = (i % 255) / 255;
-        yield { id: `synthetic/${i}`, label: i % 10, shape: [28, 28, 1], pixels: base.slice() };
-      }
-    }
-    const batches = await allEvents(
-      evaluate(fromRecords(endless()), {
-        models: [models[1]!],
-        attacks: ['fgsm:eps=0.1'],
-        workers,
-        batch,
-        backend: 'wasm',
-        counters,
-        testHooks: { delayMs: 50 },
-      }).pipe(
-        filter((e) => e.type === 'batch'),
-        take(8),
-      ),
-    );
+    const batches = await endlessBatches(counters, 8, () => generated++);
     expect(batches).toHaveLength(8);
     expect(counters.maxOutstanding).toBeGreaterThan(0);
     expect(counters.maxOutstanding).toBeLessThanOrEqual((2 * workers + 1) * batch);
@@ -313,12 +333,90 @@ describe('evaluate', () => {
     expect(isAdvstreamError(failed) && failed.code).toBe('BAD_RECORD');
   });
 
+  it('rejects a record with a pixel outside [0, 1] through the reject policy, as the audit does', async () => {
+    const records = async function* (): AsyncGenerator<ImageRecord> {
+      for await (const r of openSource('mnist:test', { limit: 20 })) {
+        if (r.id !== 'mnist:test/5') yield r;
+        else {
+          const pixels = r.pixels.slice();
+          pixels[7] = 2;
+          yield { ...r, pixels };
+        }
+      }
+    };
+    const rejected: string[] = [];
+    const skipped = finalOf(
+      await allEvents(
+        evaluate(unchecked(records), {
+          ...options({ attacks: ['fgsm:eps=0.1'], onBadRecord: 'skip', workers: 1 }),
+          rejects: { write: (r) => void rejected.push(`${r.id}: ${r.code}: ${r.reason}`) },
+        }),
+      ),
+    );
+    expect(skipped.images).toBe(19);
+    expect(skipped.progress.dropped).toBe(1);
+    expect(rejected).toEqual(['mnist:test/5: BAD_RECORD: pixel 7 is 2, outside [0, 1]']);
+  });
+
+  it('fails through its checkpoint-on-error path when the reject sink fails', async () => {
+    const dir = await scratchDir('rejects-fail');
+    const file = path.join(dir, 'eval.ckpt.json');
+    const counters = evalCounters();
+    try {
+      const records = async function* (): AsyncGenerator<ImageRecord> {
+        for await (const r of openSource('mnist:test', { limit: 40 })) yield r.id === 'mnist:test/20' ? { id: r.id, shape: r.shape, pixels: r.pixels } : r;
+      };
+      const sinkDown = new Error('the rejects disk is full');
+      const error = await allEvents(
+        evaluate(fromRecords(records()), {
+          ...options({ attacks: ['fgsm:eps=0.1'], onBadRecord: 'skip', workers: 1, checkpoint: { file }, counters }),
+          rejects: { write: () => Promise.reject(sinkDown) },
+        }),
+      ).catch((e: unknown) => e);
+      expect(error).toBe(sinkDown);
+      // The committed prefix was saved, so a rerun resumes; and the pool is closed.
+      expect(await readCheckpoint(file)).toMatchObject({ complete: false });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(counters.poolOpen).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps the in-flight bound with a counters object reused from an earlier run', async () => {
+    const counters = evalCounters();
+    const workers = 2;
+    const batch = 4;
+    await allEvents(evaluate({ uri: 'mnist:test', limit: 32 }, { models: [models[1]!], attacks: ['fgsm:eps=0.1'], workers, batch, backend: 'wasm', counters }));
+    expect(counters.committed).toBe(8);
+    const batches = await endlessBatches(counters, 4);
+    expect(batches).toHaveLength(4);
+    expect(counters.maxOutstanding).toBeLessThanOrEqual((2 * workers + 1) * batch);
+  });
+
   it('runs the same task in the main thread, without a pool, to the same statistics', async () => {
     const counters = evalCounters();
     const events = await allEvents(evaluate(source(), options({ mainThread: true, counters })));
     expect(events[0]).toMatchObject({ type: 'start', mode: 'main-thread', workers: 1 });
     expect(counters.poolOpen).toBe(false);
     expect(statistics(finalOf(events))).toEqual(statistics(reference));
+  });
+
+  it('frees a main-thread run\'s models when it ends, and stops its running batch on unsubscribe', async () => {
+    await initBackend({ backend: 'wasm' });
+    const before = tf.memory().numTensors;
+    await allEvents(evaluate(source(), options({ mainThread: true, attacks: ['fgsm:eps=0.1'] })));
+    expect(tf.memory().numTensors).toBe(before);
+    // A batch that would run for hours: unsubscribing stops it at its next model call, then frees the models.
+    const counters = evalCounters();
+    const subscription = evaluate(source(), options({ mainThread: true, counters, attacks: ['pgd:eps=0.1,steps=100000'] })).subscribe();
+    while (counters.inFlight < 1) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 300));
+    subscription.unsubscribe();
+    const deadline = Date.now() + 60_000;
+    while (tf.memory().numTensors !== before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(tf.memory().numTensors).toBe(before);
+    expect(counters.completed).toBe(0);
   });
 
   it('stops reading once every interval is narrower than --until-ci', async () => {

@@ -12,7 +12,8 @@ import { initBackend, tf } from '../../src/backend/index.js';
 import { collect, openSource } from '../../src/data/index.js';
 import { getFamily } from '../../src/models/registry.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
-import type { EvalEvent, FinalEvent } from '../../pipelines/index.js';
+import { EVAL_TASKS, type EvalEvent, type FinalEvent, type TaskKind } from '../../pipelines/index.js';
+import type { EvalReady, EvalSetup, EvalTask, EvalTaskResult } from '../../workers/eval-task.js';
 
 export const ARTIFACTS = path.join(PACKAGE_ROOT, 'test-artifacts', 'pipelines');
 /** Bump when the recipe below changes, so stale models are not reused. */
@@ -66,6 +67,34 @@ export async function scratchDir(name: string): Promise<string> {
   const dir = path.join(ARTIFACTS, 'scratch', `${name}-${process.pid}-${Date.now()}`);
   await mkdir(dir, { recursive: true });
   return dir;
+}
+
+/** How the test task file misbehaves; see fixtures/flaky-eval-worker.mjs. */
+export interface Flaky {
+  /** The thread exits mid-task (a crash) when a batch holds this record id… */
+  crashOnId?: string;
+  /** …on attempts below this number (default 1: only the first attempt crashes). */
+  crashAttempts?: number;
+  /** Each task waits this long before working (stopping early when the pool closes): a slow worker. */
+  delayMs?: number;
+  /** Each task blocks its thread this long, deaf to the stop flag: a stuck worker. */
+  stuckMs?: number;
+}
+
+/**
+ * The evaluation as a task kind whose task file misbehaves on purpose; pass it as `evaluate`'s
+ * `tasks`. Pool mode only: in the main thread it is the plain evaluation.
+ */
+export function flakyEvalTasks(flaky: Flaky): TaskKind<EvalSetup, EvalTask, EvalTaskResult, EvalReady> {
+  return {
+    ...EVAL_TASKS,
+    name: 'flaky evaluation',
+    file: path.join(PACKAGE_ROOT, 'test', 'pipelines', 'fixtures', 'flaky-eval-worker.mjs'),
+    send(task) {
+      const sent = EVAL_TASKS.send(task);
+      return { task: Object.assign(sent.task, { flaky }), transfer: sent.transfer };
+    },
+  };
 }
 
 export async function allEvents(events$: Observable<EvalEvent>): Promise<EvalEvent[]> {

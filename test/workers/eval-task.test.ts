@@ -7,9 +7,12 @@ import { tf } from '../../src/backend/index.js';
 import { openSource } from '../../src/data/index.js';
 import { isAdvstreamError } from '../../src/errors.js';
 import { loadArtifact, type ModelArtifact } from '../../src/models/artifact.js';
-import { poolRunner } from '../../pipelines/runner.js';
-import { EvalRuntime, type EvalTask } from '../../workers/eval-task.js';
-import { testModels } from '../pipelines/helpers.js';
+import { parseAttackSpec } from '../../src/attacks/index.js';
+import { isBlackBox } from '../../pipelines/eval-plan.js';
+import { EVAL_TASKS, isWorkerCrash, workerPool } from '../../pipelines/runner.js';
+import { runningPairs } from '../../pipelines/samples.js';
+import { EvalRuntime, type EvalSetup, type EvalTask } from '../../workers/eval-task.js';
+import { flakyEvalTasks, testModels } from '../pipelines/helpers.js';
 
 let artifacts: ModelArtifact[];
 let images: { pixels: Float32Array; labels: Int32Array };
@@ -25,6 +28,11 @@ beforeAll(async () => {
   }
   images = { pixels, labels };
 });
+
+/** A setup with the pairs the pipeline would run. */
+function setup(models: ModelArtifact[], attacks: string[]): EvalSetup {
+  return { models, attacks, pairs: runningPairs(attacks.map((a) => parseAttackSpec(a)), models.map(isBlackBox)), backend: 'wasm' };
+}
 
 function task(count: number, extra: Partial<EvalTask> = {}): EvalTask {
   return {
@@ -42,7 +50,7 @@ function task(count: number, extra: Partial<EvalTask> = {}): EvalTask {
 
 describe('EvalRuntime', () => {
   it('scores every model clean and on every adversarial, in the documented layout', async () => {
-    const rt = await EvalRuntime.create({ models: artifacts, attacks: ['fgsm:eps=0.1', 'pgd:eps=0.3,steps=3'], backend: 'wasm' }, 'main');
+    const rt = await EvalRuntime.create(setup(artifacts, ['fgsm:eps=0.1', 'pgd:eps=0.3,steps=3']), 'main');
     const ready = await rt.ready();
     expect(ready.models.map((m) => m.id)).toEqual(artifacts.map((a) => a.id));
     expect(ready.backend.backend).toBe('wasm');
@@ -81,7 +89,7 @@ describe('EvalRuntime', () => {
   });
 
   it('is deterministic under a seed and leaks no tensors across batches', async () => {
-    const rt = await EvalRuntime.create({ models: artifacts.slice(0, 1), attacks: ['pgd:eps=0.3,steps=2'], backend: 'wasm' }, 'main');
+    const rt = await EvalRuntime.create(setup(artifacts.slice(0, 1), ['pgd:eps=0.3,steps=2']), 'main');
     const first = await rt.run(task(4, { seed: 9 }));
     expect(first.adversarial).toHaveLength(0);
     const tensors = tf.memory().numTensors;
@@ -92,7 +100,7 @@ describe('EvalRuntime', () => {
   });
 
   it('returns a task error as plain data with its code', async () => {
-    const rt = await EvalRuntime.create({ models: artifacts.slice(0, 1), attacks: ['fgsm:eps=0.1'], backend: 'wasm' }, 'main');
+    const rt = await EvalRuntime.create(setup(artifacts.slice(0, 1), ['fgsm:eps=0.1']), 'main');
     const out = await rt.runSafely(task(4, { labels: new Int32Array(3) }));
     expect(out.ok).toBe(false);
     expect(!out.ok && out.error.code).toBe('BAD_ARGUMENT');
@@ -100,8 +108,20 @@ describe('EvalRuntime', () => {
 });
 
 describe('the pool runner', () => {
+  it('does not take its own termination of a stuck task for a crash to retry', async () => {
+    const runner = workerPool(flakyEvalTasks({ stuckMs: 60_000 }), setup(artifacts.slice(0, 1), ['fgsm:eps=0.1']), 1, { graceMs: 200 });
+    await runner.ready();
+    const running = runner.run(task(4), new AbortController().signal).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 300));
+    await runner.close();
+    const e = await running;
+    expect(isAdvstreamError(e) && e.code).toBe('WORKER_FAILED');
+    expect(isWorkerCrash(e)).toBe(false);
+    expect(isAdvstreamError(e) && e.details.stopped).toBe(true);
+  });
+
   it('runs a batch in a worker, and brings a task error back with its code, not as a crash', async () => {
-    const runner = poolRunner({ models: artifacts.slice(0, 1), attacks: ['fgsm:eps=0.1'], backend: 'wasm' }, 1);
+    const runner = workerPool(EVAL_TASKS, setup(artifacts.slice(0, 1), ['fgsm:eps=0.1']), 1);
     try {
       const ready = await runner.ready();
       expect(ready.workerId).toMatch(/^w\d+$/);

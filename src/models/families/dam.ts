@@ -10,39 +10,52 @@
 import { tf, type NamedTensorMap, type Tensor, type Tensor1D, type Tensor2D, type Variable } from '../../backend/index.js';
 import type { EnergyClassifier, LossName } from '../classifier.js';
 import { crossEntropy, dense, freezeDense, intPow, rectPow, type DenseWeights } from '../ops.js';
-import type { Family, FamilyConfig, Trainer } from '../family.js';
+import { z } from 'zod';
+import { Errors } from '../../errors.js';
+import { buildConfig, inputShapeSchema, typedConfig, type Family, type FamilyConfig, type Trainer } from '../family.js';
 import { toVariables } from '../train-kit.js';
 
-interface DamConfig {
-  inputShape: [number, number, number];
-  classes: number;
-  n: number;
-  K: number;
-  m: number;
-  /** Temperature ramps linearly from tStart to tEnd over tRamp epochs, then stays at tEnd. */
-  tStart: number;
-  tEnd: number;
-  tRamp: number;
-  eps0: number;
-  epsDecay: number;
-  momentum: number;
-  initMean: number;
-  initStd: number;
-}
-
 /** Per-n settings from the authors' notebook (n = 20) and its public copies (n = 2, 3); n = 30 is ours. */
-const PER_N: Record<number, Partial<DamConfig>> = {
+const PER_N: Record<number, { m: number; tStart: number; tEnd: number; tRamp: number }> = {
   2: { m: 30, tStart: 540, tEnd: 540, tRamp: 0 },
   3: { m: 10, tStart: 400, tEnd: 100, tRamp: 100 },
   20: { m: 30, tStart: 540, tEnd: 540, tRamp: 0 },
   30: { m: 30, tStart: 560, tEnd: 560, tRamp: 0 },
 };
 
+/**
+ * A DAM's config. The loss power and the temperature schedule, when absent, are the per-n settings
+ * (as `configure` fills them), so that every engine computes one temperature from one config.
+ */
+export const damConfigSchema = z
+  .object({
+    inputShape: inputShapeSchema,
+    classes: z.number().int().positive(),
+    n: z.number().int().positive(),
+    K: z.number().int().positive(),
+    m: z.number().int().positive().optional(),
+    /** Temperature ramps linearly from tStart to tEnd over tRamp epochs, then stays at tEnd. */
+    tStart: z.number().positive().optional(),
+    tEnd: z.number().positive().optional(),
+    tRamp: z.number().int().optional(),
+    eps0: z.number().positive().default(0.04),
+    epsDecay: z.number().positive().default(0.998),
+    momentum: z.number().nonnegative().default(0.6),
+    initMean: z.number().default(-0.3),
+    initStd: z.number().positive().default(0.3),
+  })
+  .transform((c) => {
+    const per = PER_N[c.n] ?? PER_N[20]!;
+    return { ...c, m: c.m ?? per.m, tStart: c.tStart ?? per.tStart, tEnd: c.tEnd ?? per.tEnd, tRamp: c.tRamp ?? per.tRamp };
+  });
+
+export type DamConfig = z.output<typeof damConfigSchema>;
+
 function asDam(config: FamilyConfig): DamConfig {
-  return config as unknown as DamConfig;
+  return typedConfig(damConfigSchema, config, 'dam');
 }
 
-/** The temperature in force during `epoch`; after training, the final one. */
+/** The temperature at `epoch` (0-based; `Infinity`: after training, the one a trained model scores at). */
 export function damTemperature(c: DamConfig, epoch: number): number {
   if (c.tRamp <= 0 || epoch >= c.tRamp) return c.tEnd;
   return c.tStart + ((c.tEnd - c.tStart) * epoch) / c.tRamp;
@@ -160,9 +173,10 @@ export const damFamily: Family = {
     { name: 'momentum', type: 'float', default: 0.6, help: 'momentum p' },
   ],
   training: { epochs: 300, batch: 1000 },
+  schema: damConfigSchema,
   configure(o) {
     const n = Number(o.n ?? 20);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`n must be a positive integer, not ${o.n}`);
+    if (!Number.isInteger(n) || n < 1) throw Errors.badArgument(`n must be a positive integer, not ${o.n}`);
     const per = PER_N[n] ?? PER_N[20]!;
     const pick = (key: string, fallback: number, unset: number) => {
       const v = o[key];
@@ -193,7 +207,7 @@ export const damFamily: Family = {
     }));
   },
   build(id, config, weights) {
-    const c = asDam(config);
+    const c = buildConfig(damConfigSchema, config, id, weights);
     const w: DamWeights = { visible: freezeDense({ w: weights.xi_v as Tensor2D }), label: weights.xi_c as Tensor2D };
     const temperature = damTemperature(c, Number.POSITIVE_INFINITY);
     return damClassifier(id, c, w, () => temperature, Object.values(weights));

@@ -11,7 +11,9 @@
 import { maxPoolFirstMax, tf, type NamedTensorMap, type Tensor, type Tensor1D, type Tensor2D, type Tensor4D } from '../../backend/index.js';
 import type { LossName, PrototypeClassifier } from '../classifier.js';
 import { crossEntropy, dense, freezeDense, type DenseWeights } from '../ops.js';
-import type { Family, FamilyConfig } from '../family.js';
+import { z } from 'zod';
+import { Errors } from '../../errors.js';
+import { buildConfig, inputShapeSchema, typedConfig, type Family, type FamilyConfig } from '../family.js';
 import { optimizerTrainer, toVariables } from '../train-kit.js';
 
 export type PrototypeReduction = 'sum' | 'mean';
@@ -95,22 +97,31 @@ export function generatePrototypes(o: PrototypeOptions): Tensor2D {
   return prototypes;
 }
 
-interface DrpConfig {
-  inputShape: [number, number, number];
-  classes: number;
-  dim: number;
-  filters: [number, number];
-  fc: number;
-  predict: 'inner' | 'nearest';
-  prototypes: Omit<PrototypeOptions, 'classes' | 'dim' | 'seed'>;
-  lr: number;
-  momentum: number;
-  weightDecay: number;
-  milestones: number[];
-}
+/** A DRP network's config. */
+export const drpConfigSchema = z.object({
+  inputShape: inputShapeSchema,
+  classes: z.number().int().positive(),
+  dim: z.number().int().positive(),
+  filters: z.tuple([z.number().int().positive(), z.number().int().positive()]),
+  fc: z.number().int().positive(),
+  predict: z.enum(['inner', 'nearest']),
+  prototypes: z.object({
+    iterations: z.number().int().nonnegative(),
+    reduction: z.enum(['sum', 'mean']),
+    projection: z.enum(['none', 'linf', 'l2']),
+    lr: z.number().positive(),
+    momentum: z.number().nonnegative(),
+  }),
+  lr: z.number().positive().default(0.05),
+  momentum: z.number().nonnegative().default(0.9),
+  weightDecay: z.number().nonnegative().default(5e-5),
+  milestones: z.array(z.number().int().nonnegative()).default([6, 9]),
+});
+
+type DrpConfig = z.output<typeof drpConfigSchema>;
 
 function asDrp(config: FamilyConfig): DrpConfig {
-  return config as unknown as DrpConfig;
+  return typedConfig(drpConfigSchema, config, 'drp');
 }
 
 /** A 3×3 convolution layer: `w` is `[9·Cin, Cout]`, rows (di, dj, c); frozen layers also keep it as an HWIO filter. */
@@ -207,13 +218,14 @@ export const drpFamily: Family = {
     { name: 'milestones', type: 'ints', default: [6, 9], help: 'epochs at which the learning rate drops ×0.1' },
   ],
   training: { epochs: 12, batch: 128 },
+  schema: drpConfigSchema,
   configure(o) {
     const reduction = String(o['proto-reduction'] ?? 'mean');
     const projection = String(o['proto-projection'] ?? 'none');
     const predict = String(o.predict ?? 'inner');
-    if (reduction !== 'sum' && reduction !== 'mean') throw new Error(`proto-reduction must be sum or mean, not ${reduction}`);
-    if (!['none', 'linf', 'l2'].includes(projection)) throw new Error(`proto-projection must be none, linf or l2, not ${projection}`);
-    if (predict !== 'inner' && predict !== 'nearest') throw new Error(`predict must be inner or nearest, not ${predict}`);
+    if (reduction !== 'sum' && reduction !== 'mean') throw Errors.badArgument(`proto-reduction must be sum or mean, not ${reduction}`);
+    if (!['none', 'linf', 'l2'].includes(projection)) throw Errors.badArgument(`proto-projection must be none, linf or l2, not ${projection}`);
+    if (predict !== 'inner' && predict !== 'nearest') throw Errors.badArgument(`predict must be inner or nearest, not ${predict}`);
     return {
       inputShape: [28, 28, 1],
       classes: 10,
@@ -254,7 +266,7 @@ export const drpFamily: Family = {
     return out;
   },
   build(id, config, weights) {
-    const c = asDrp(config);
+    const c = buildConfig(drpConfigSchema, config, id, weights);
     const prototypes = weights.prototypes as Tensor2D;
     const protos = freezeDense({ w: tf.transpose(prototypes) });
     return classifier(id, c, backboneOf(weights, true), prototypes, protos, [...Object.values(weights), protos.w]);

@@ -6,20 +6,23 @@
  * of the input. β = 0 is the plain cross-entropy twin.
  */
 import { tf, type Tensor1D, type Tensor2D } from '../../backend/index.js';
-import type { Family, FamilyConfig } from '../family.js';
+import { z } from 'zod';
+import { buildConfig, typedConfig, type Family, type FamilyConfig } from '../family.js';
 import { crossEntropy } from '../ops.js';
 import { optimizerTrainer, toVariables } from '../train-kit.js';
-import { initStack, runStack, stackClassifier, stackLayers, type StackConfig } from './mlp.js';
+import { initStack, runStack, stackClassifier, stackConfigSchema, stackLayers } from './mlp.js';
 import type { DenseWeights } from '../ops.js';
 
-interface IsometricConfig extends StackConfig {
-  beta: number;
-  K: number;
-  lr: number;
-}
+const isometricConfigSchema = stackConfigSchema.extend({
+  beta: z.number().nonnegative(),
+  K: z.number().positive(),
+  lr: z.number().positive().default(1e-3),
+});
+
+type IsometricConfig = z.output<typeof isometricConfigSchema>;
 
 function asIso(config: FamilyConfig): IsometricConfig {
-  return config as unknown as IsometricConfig;
+  return typedConfig(isometricConfigSchema, config, 'isometric');
 }
 
 /** Pairwise Euclidean distances `[B, B]`; the small floor keeps the gradient finite at zero distance. */
@@ -56,6 +59,7 @@ export const isometricFamily: Family = {
     { name: 'lr', type: 'float', default: 1e-3, help: 'learning rate' },
   ],
   training: { epochs: 5, batch: 100 },
+  schema: isometricConfigSchema,
   configure(o) {
     return {
       inputShape: [28, 28, 1],
@@ -69,7 +73,7 @@ export const isometricFamily: Family = {
   },
   init: (config, seed) => initStack(asIso(config), seed),
   build(id, config, weights) {
-    const c = asIso(config);
+    const c = buildConfig(isometricConfigSchema, config, id, weights);
     const layers = stackLayers(c, weights, true);
     return stackClassifier(id, 'isometric', c, layers, weights, (x, labels) => isoLoss(c, layers, x, labels));
   },

@@ -8,30 +8,34 @@
 import { exactSign, tf, type NamedTensorMap, type Tensor1D, type Tensor2D, type Variable } from '../../backend/index.js';
 import type { Classifier, LossName } from '../classifier.js';
 import { crossEntropy, dense, freezeDense, maxout, type DenseWeights } from '../ops.js';
-import type { Family, FamilyConfig } from '../family.js';
+import { z } from 'zod';
+import { buildConfig, inputShapeSchema, typedConfig, type Family, type FamilyConfig } from '../family.js';
 import { dropout, maxColumnNorm, optimizerTrainer, toVariables } from '../train-kit.js';
 
-interface MaxoutConfig {
-  inputShape: [number, number, number];
-  classes: number;
-  units: number[];
-  pieces: number;
-  keepInput: number;
-  keepHidden: number;
-  maxNorm: number;
-  initRange: number;
-  lr: number;
-  lrDecayPerUpdate: number;
-  updatesPerEpoch: number;
-  momentumStart: number;
-  momentumEnd: number;
-  momentumEpochs: number;
-  advAlpha: number;
-  advEps: number;
-}
+/** A maxout network's config; the training schedule's fields default to the recipe's. */
+export const maxoutConfigSchema = z.object({
+  inputShape: inputShapeSchema,
+  classes: z.number().int().positive(),
+  units: z.array(z.number().int().positive()),
+  pieces: z.number().int().positive(),
+  keepInput: z.number().gt(0).lte(1).default(0.8),
+  keepHidden: z.number().gt(0).lte(1).default(0.5),
+  maxNorm: z.number().positive().default(1.9365),
+  initRange: z.number().positive().default(0.005),
+  lr: z.number().positive().default(0.1),
+  lrDecayPerUpdate: z.number().positive().default(1.000004),
+  updatesPerEpoch: z.number().int().positive().default(600),
+  momentumStart: z.number().nonnegative().default(0.5),
+  momentumEnd: z.number().nonnegative().default(0.7),
+  momentumEpochs: z.number().int().positive().default(250),
+  advAlpha: z.number().min(0).max(1).default(0.5),
+  advEps: z.number().nonnegative().default(0),
+});
+
+type MaxoutConfig = z.output<typeof maxoutConfigSchema>;
 
 function asMaxout(config: FamilyConfig): MaxoutConfig {
-  return config as unknown as MaxoutConfig;
+  return typedConfig(maxoutConfigSchema, config, 'maxout');
 }
 
 function layerCount(c: MaxoutConfig): number {
@@ -89,6 +93,7 @@ export const maxoutFamily: Family = {
     { name: 'adv-alpha', type: 'float', default: 0.5, help: 'weight of the clean loss in the adversarial objective' },
   ],
   training: { epochs: 50, batch: 100 },
+  schema: maxoutConfigSchema,
   configure(o) {
     return {
       inputShape: [28, 28, 1],
@@ -123,7 +128,7 @@ export const maxoutFamily: Family = {
     return out;
   },
   build(id, config, weights) {
-    const c = asMaxout(config);
+    const c = buildConfig(maxoutConfigSchema, config, id, weights);
     return classifier(id, c, layersOf(c, weights, true), weights);
   },
   trainer(config, weights) {

@@ -6,17 +6,21 @@
 import { tf, type NamedTensorMap, type Tensor1D, type Tensor2D } from '../../backend/index.js';
 import type { Classifier, LossName } from '../classifier.js';
 import { crossEntropy, dense, freezeDense, type DenseWeights } from '../ops.js';
-import type { Family, FamilyConfig } from '../family.js';
+import { z } from 'zod';
+import { Errors } from '../../errors.js';
+import { buildConfig, inputShapeSchema, typedConfig, type Family, type FamilyConfig } from '../family.js';
 import { dropout, optimizerTrainer, toVariables } from '../train-kit.js';
 
-export type Activation = 'relu' | 'tanh';
+/** A dense stack: what the MLP and the isometric family share, and what its ONNX export reads. */
+export const stackConfigSchema = z.object({
+  inputShape: inputShapeSchema,
+  classes: z.number().int().positive(),
+  hidden: z.array(z.number().int().positive()),
+  activation: z.enum(['relu', 'tanh']),
+});
 
-export interface StackConfig {
-  inputShape: [number, number, number];
-  classes: number;
-  hidden: number[];
-  activation: Activation;
-}
+export type StackConfig = z.output<typeof stackConfigSchema>;
+export type Activation = StackConfig['activation'];
 
 /** Layer sizes from input to logits. */
 export function stackSizes(c: StackConfig): number[] {
@@ -88,14 +92,16 @@ export function stackClassifier(
   };
 }
 
-interface MlpConfig extends StackConfig {
-  lr: number;
-  lrDecay: number;
-  keep: number;
-}
+const mlpConfigSchema = stackConfigSchema.extend({
+  lr: z.number().positive().default(1e-3),
+  lrDecay: z.number().positive().default(0.9),
+  keep: z.number().gt(0).lte(1).default(1),
+});
+
+type MlpConfig = z.output<typeof mlpConfigSchema>;
 
 function asMlp(config: FamilyConfig): MlpConfig {
-  return config as unknown as MlpConfig;
+  return typedConfig(mlpConfigSchema, config, 'mlp');
 }
 
 export const mlpFamily: Family = {
@@ -109,9 +115,10 @@ export const mlpFamily: Family = {
     { name: 'keep', type: 'float', default: 1, help: 'dropout keep probability on hidden layers' },
   ],
   training: { epochs: 20, batch: 100 },
+  schema: mlpConfigSchema,
   configure(o) {
     const activation = String(o.activation ?? 'relu');
-    if (activation !== 'relu' && activation !== 'tanh') throw new Error(`activation must be relu or tanh, not ${activation}`);
+    if (activation !== 'relu' && activation !== 'tanh') throw Errors.badArgument(`activation must be relu or tanh, not ${activation}`);
     return {
       inputShape: [28, 28, 1],
       classes: 10,
@@ -124,7 +131,7 @@ export const mlpFamily: Family = {
   },
   init: (config, seed) => initStack(asMlp(config), seed),
   build(id, config, weights) {
-    const c = asMlp(config);
+    const c = buildConfig(mlpConfigSchema, config, id, weights);
     return stackClassifier(id, c.hidden.length ? 'mlp' : 'softmax', c, stackLayers(c, weights, true), weights);
   },
   trainer(config, weights) {
