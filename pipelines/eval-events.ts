@@ -10,6 +10,7 @@ import {
   type ThroughputSummary,
 } from '../src/stats/index.js';
 import { blackBoxReason } from '../src/models/artifact.js';
+import { maskingWarnings, type MaskingWarning } from '../src/report/masking.js';
 import type { EvalReady, EvalTaskResult } from '../workers/eval-task.js';
 import { enginesOf } from '../workers/protocol.js';
 import type { EvalPlan } from './eval-plan.js';
@@ -84,6 +85,8 @@ export interface FinalEvent extends EvalSummary, RunPlace {
   throughput: ThroughputSummary & { elapsed_s: number };
   progress: EvalProgress;
   provenance: Record<string, unknown>;
+  /** Signs that these figures overstate robustness (gradient masking), with codes; see src/report/masking.ts. */
+  warnings: MaskingWarning[];
 }
 
 export type EvalEvent = StartEvent | BatchEvent | StatsEvent | FinalEvent;
@@ -189,6 +192,7 @@ export function finalEvent(
     throughput: { ...committed.throughput.summary(), elapsed_s: end.elapsed },
     progress: end.progress,
     provenance: provenance(p, run.ready, end.provenance),
+    warnings: maskingWarnings(summary),
   };
 }
 

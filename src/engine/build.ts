@@ -95,7 +95,14 @@ export async function buildRunner(artifact: ModelArtifact, choice: EngineChoice)
     return FamilyRunner.create({ id: artifact.id, inputShape: spec.shape, graphs, provider: ort.provider });
   }
   if (!ort) return tfjsRunner(await buildClassifier(artifact));
-  const graphs = await nativeGraphsOf(artifact);
+  let graphs: Awaited<ReturnType<typeof nativeGraphsOf>>;
+  try {
+    graphs = await nativeGraphsOf(artifact);
+  } catch (e) {
+    // auto falls back to tfjs when this model's graphs do not load (its differentiation probes them).
+    if (choice === 'auto') return tfjsRunner(await buildClassifier(artifact));
+    throw e;
+  }
   if (!graphs) {
     if (choice === 'onnx') {
       const json = artifact.modelJson;

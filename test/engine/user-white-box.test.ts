@@ -20,6 +20,8 @@ import { ort } from '../../src/engine/ort.js';
 import { loadArtifact } from '../../src/models/artifact.js';
 import { evaluate, type FinalEvent, type StartEvent } from '../../pipelines/index.js';
 import { EvalRuntime, type EvalTask } from '../../workers/eval-task.js';
+import { isBlackBox } from '../../pipelines/eval-plan.js';
+import { runningPairs } from '../../pipelines/samples.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 
 const MAIN = path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -124,7 +126,9 @@ describe('user ONNX models, white-box', () => {
 
   it('leaks no tensors and no sessions over 30 batches', async () => {
     const artifacts = [await loadArtifact(path.join(DIR, 'resnet.onnx'))];
-    const rt = await EvalRuntime.create({ models: artifacts, attacks: ['fgsm:eps=0.03', 'pgd:eps=0.03,steps=2', 'apgd-ce:eps=0.03,steps=2'], backend: 'wasm', engine: 'onnx' }, 'main');
+    const attacks = ['fgsm:eps=0.03', 'pgd:eps=0.03,steps=2', 'apgd-ce:eps=0.03,steps=2'];
+    const pairs = runningPairs(attacks.map((a) => parseAttackSpec(a)), artifacts.map(isBlackBox));
+    const rt = await EvalRuntime.create({ models: artifacts, attacks, pairs, backend: 'wasm', engine: 'onnx' }, 'main');
     const { pixels, labels } = await batchOf('tinted-mnist:test', 8, 3072);
     const task = (index: number): EvalTask => ({ index, attempt: 0, seed: index, ids: Array.from({ length: 8 }, (_, k) => `i${k}`), count: 8, dim: 3072, pixels, labels });
     const first = await rt.run(task(0));

@@ -8,6 +8,7 @@ import { fromRecords, openSource, toObservable, type ImageRecord, type RecordSou
 import { isAdvstreamError } from '../../src/errors.js';
 import { buildClassifier, loadArtifact } from '../../src/models/artifact.js';
 import type { Classifier } from '../../src/models/classifier.js';
+import { maskingWarnings } from '../../src/report/masking.js';
 import { EvalStats, type AdversarialResult, type SampleResult } from '../../src/stats/index.js';
 import {
   evalCounters,
@@ -174,6 +175,8 @@ describe('evaluate', () => {
     const direct = (await directStatistics(all)).summary();
     expect(reference.images).toBe(IMAGES);
     expect(statistics(reference)).toEqual({ ...direct, curves: undefined });
+    // The final line carries the masking checks of its own statistics.
+    expect(reference.warnings).toEqual(maskingWarnings(reference));
     // Something was attacked: the test would catch attacks that do nothing.
     const m = reference.models[models[0]!]!;
     expect(m.attacks[WORST]!.robust_acc!).toBeLessThan(m.clean.acc!);

@@ -31,6 +31,8 @@ import { commandLine, gitCommit } from '../provenance.js';
 import { drainWithSignals } from '../signals.js';
 import { attacksHelp } from '../help.js';
 import { lineWriter } from '../output.js';
+import { etaText, finalSummaryLines, headerLines, LEGEND } from '../summary.js';
+import { defaultZooRefs } from '../../models/zoo.js';
 
 interface EvalFlags {
   data: string;
@@ -120,16 +122,16 @@ function terminalView(attacks: { id: string; label: string }[]) {
   let bar: cliProgress.SingleBar | undefined;
   return {
     update(e: StatsEvent | FinalEvent) {
-      const text = tableLines(e, attacks);
+      const text = [...tableLines(e, attacks), ...LEGEND];
       while (lines.length < text.length) lines.push(multi.create(1, 0, { line: '' }, { format: '{line}' }));
       text.forEach((line, i) => lines[i]!.update(0, { line }));
       const total = e.progress.total;
       if (!bar) {
         bar = multi.create(total ?? 0, 0, {}, {
-          format: total === null ? '{value} images read' : '[{bar}] {value}/{total} images · {percentage}% · ETA {eta_formatted}',
+          format: total === null ? '{value} images read' : '[{bar}] {value}/{total} images · {percentage}% · {eta}',
         });
       }
-      bar.update(e.progress.consumed);
+      bar.update(e.progress.consumed, { eta: etaText(e.progress.consumed, total, e.type === 'stats' ? e.elapsed_s : e.throughput.elapsed_s, new Date()) });
     },
     stop: () => multi.stop(),
   };
@@ -239,6 +241,12 @@ export function registerEval(program: Command): void {
       // On a terminal without --out, the live view replaces the NDJSON.
       const out = flags.out === undefined && process.stdout.isTTY ? undefined : lineWriter(flags.out);
       const view = process.stderr.isTTY ? terminalView(attacks) : undefined;
+      const workers = positiveInt('--workers', flags.workers) ?? os.availableParallelism();
+      if (view) {
+        const models = flags.model ?? (await defaultZooRefs());
+        const header = { data: flags.data, models, attacks: specs, backend: flags.backend ?? 'auto', engine: flags.engine ?? 'auto', workers };
+        process.stderr.write(`${headerLines(limit === undefined ? header : { ...header, limit }).join('\n')}\n`);
+      }
       let samples: SamplesFile | undefined;
       const stop = new AbortController();
 
@@ -247,7 +255,7 @@ export function registerEval(program: Command): void {
         {
           ...(flags.model ? { models: flags.model } : {}),
           attacks: specs,
-          workers: positiveInt('--workers', flags.workers) ?? os.availableParallelism(),
+          workers,
           batch: positiveInt('--batch', flags.batch),
           seed: nonNegativeInt('--seed', flags.seed),
           ...(flags.backend !== undefined && { backend: flags.backend }),
@@ -357,6 +365,18 @@ export function registerEval(program: Command): void {
           const report = await hook.drain();
           if (report.failed) process.stderr.write(`advstream: webhook: ${report.failed} of ${report.posted + report.failed} POSTs failed\n`);
         }
+      }
+      if (final && view) {
+        const outputs = {
+          stdoutIsTerminal: !!process.stdout.isTTY,
+          ...(flags.out !== undefined && { out: flags.out }),
+          ...(flags.samples !== undefined && { samples: flags.samples }),
+          ...(flags.html !== undefined && { html: flags.html }),
+          ...(flags.md !== undefined && { md: flags.md }),
+          ...(flags.pngDir !== undefined && { pngDir: flags.pngDir }),
+          ...(flags.checkpoint !== undefined && { checkpoint: flags.checkpoint }),
+        };
+        process.stderr.write(`${finalSummaryLines(final, outputs).join('\n')}\n`);
       }
       if (interrupted) process.exitCode = interrupted === 'SIGINT' ? 130 : 143;
     });
