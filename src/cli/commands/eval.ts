@@ -128,10 +128,10 @@ function terminalView(attacks: { id: string; label: string }[]) {
       const total = e.progress.total;
       if (!bar) {
         bar = multi.create(total ?? 0, 0, {}, {
-          format: total === null ? '{value} images read' : '[{bar}] {value}/{total} images · {percentage}% · {eta}',
+          format: total === null ? '{value} images read' : '[{bar}] {value}/{total} images · {percentage}% · {eta_at}',
         });
       }
-      bar.update(e.progress.consumed, { eta: etaText(e.progress.consumed, total, e.type === 'stats' ? e.elapsed_s : e.throughput.elapsed_s, new Date()) });
+      bar.update(e.progress.consumed, { eta_at: etaText(e.progress.consumed, total, e.type === 'stats' ? e.elapsed_s : e.throughput.elapsed_s, new Date()) });
     },
     stop: () => multi.stop(),
   };
