@@ -2,14 +2,13 @@
  * Sparse-RS for the L0 threat model (Croce, Andriushchenko, Singh, Flammarion & Hein, "Sparse-RS: a
  * versatile framework for query-efficient sparse black-box adversarial attacks", AAAI 2022).
  */
-import { tf, type Tensor2D } from '../backend/index.js';
+import { tf } from '../backend/index.js';
 import { FixedEpsilonAttack, type FixedEpsilonContext, type SearchOutput } from './base.js';
-import { misclassification, targetedMisclassification } from './criteria.js';
 import { L0 } from './distances.js';
 import { configure, epsilonParam, type ParamSchema, type ParamValues } from './params.js';
 import { openRows } from './runs.js';
 import type { Rng } from './rng.js';
-import { squareFraction } from './square.js';
+import { marginQuery, squareFraction } from './square.js';
 
 export const SPARSE_RS_PARAMS = {
   eps: epsilonParam(10),
@@ -91,26 +90,9 @@ export class SparseRs extends FixedEpsilonAttack {
     const rng = ctx.rng;
     const clean = Float32Array.from(await ctx.x.data());
     const labels = Int32Array.from(await ctx.criterion.labels.data());
-    const targeted = ctx.criterion.kind === 'targeted';
     const cleanRow = (r: number): Float32Array => clean.subarray(r * dim, (r + 1) * dim);
 
-    const query = async (rows: Int32Array, points: Float32Array[]): Promise<{ margin: Float32Array; hit: Uint8Array }> => {
-      ctx.counter.add('forwards', rows);
-      const batch = new Float32Array(rows.length * dim);
-      points.forEach((p, i) => batch.set(p, i * dim));
-      const input = tf.tensor2d(batch, [rows.length, dim]) as Tensor2D;
-      const scores = await ctx.model.scores(input);
-      input.dispose();
-      const t = tf.tidy(() => {
-        const y = tf.tensor1d(Int32Array.from(rows, (r) => labels[r]!), 'int32');
-        const criterion = targeted ? targetedMisclassification(y) : misclassification(y);
-        return { margin: criterion.margin(scores), hit: criterion.isAdversarial(scores) };
-      });
-      scores.dispose();
-      const out = { margin: Float32Array.from(await t.margin.data()), hit: Uint8Array.from(await t.hit.data()) };
-      tf.dispose(t);
-      return out;
-    };
+    const query = marginQuery(ctx, labels, dim);
 
     const best = clean.slice();
     const state = new Map<number, Sparse>();

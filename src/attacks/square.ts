@@ -248,31 +248,13 @@ export class SquareAttack extends FixedEpsilonAttack {
     const rng = ctx.rng;
     const clean = Float32Array.from(await ctx.x.data());
     const labels = Int32Array.from(await ctx.criterion.labels.data());
-    const targeted = ctx.criterion.kind === 'targeted';
     const rowsOf = (i: number, source: Float32Array): Float32Array => source.subarray(i * dim, (i + 1) * dim);
 
     const best = clean.slice();
     const margin = new Float32Array(count).fill(Infinity);
     const broken = new Uint8Array(count);
 
-    /** One batched query of `points` (one per row of `rows`): margins and verdicts. */
-    const query = async (rows: Int32Array, points: Float32Array[]): Promise<{ margin: Float32Array; hit: Uint8Array }> => {
-      ctx.counter.add('forwards', rows);
-      const batch = new Float32Array(rows.length * dim);
-      points.forEach((p, i) => batch.set(p, i * dim));
-      const input = tf.tensor2d(batch, [rows.length, dim]) as Tensor2D;
-      const scores = await ctx.model.scores(input);
-      input.dispose();
-      const t = tf.tidy(() => {
-        const y = tf.tensor1d(Int32Array.from(rows, (r) => labels[r]!), 'int32');
-        const criterion = targeted ? targetedMisclassification(y) : misclassification(y);
-        return { margin: criterion.margin(scores), hit: criterion.isAdversarial(scores) };
-      });
-      scores.dispose();
-      const out = { margin: Float32Array.from(await t.margin.data()), hit: Uint8Array.from(await t.hit.data()) };
-      tf.dispose(t);
-      return out;
-    };
+    const query = marginQuery(ctx, labels, dim);
 
     // Each sample's own ε (per-sample ε from a minimal-ε search or a cascade).
     const eps = ctx.epsilons;
@@ -313,4 +295,32 @@ export class SquareAttack extends FixedEpsilonAttack {
     }
     return { adversarial: tf.tensor2d(best, [count, dim]) };
   }
+}
+
+/** A batched-query margin oracle, shared by the score-based attacks. */
+export type MarginQuery = (rows: Int32Array, points: Float32Array[]) => Promise<{ margin: Float32Array; hit: Uint8Array }>;
+
+/**
+ * One batched query of `points` (one per row of `rows`, `dim` values each): the criterion's margin
+ * and verdict per point, each counted as one forward evaluation of its row.
+ */
+export function marginQuery(ctx: FixedEpsilonContext, labels: Int32Array, dim: number): MarginQuery {
+  const targeted = ctx.criterion.kind === 'targeted';
+  return async (rows, points) => {
+    ctx.counter.add('forwards', rows);
+    const batch = new Float32Array(rows.length * dim);
+    points.forEach((p, i) => batch.set(p, i * dim));
+    const input = tf.tensor2d(batch, [rows.length, dim]) as Tensor2D;
+    const scores = await ctx.model.scores(input);
+    input.dispose();
+    const t = tf.tidy(() => {
+      const y = tf.tensor1d(Int32Array.from(rows, (r) => labels[r]!), 'int32');
+      const criterion = targeted ? targetedMisclassification(y) : misclassification(y);
+      return { margin: criterion.margin(scores), hit: criterion.isAdversarial(scores) };
+    });
+    scores.dispose();
+    const out = { margin: Float32Array.from(await t.margin.data()), hit: Uint8Array.from(await t.hit.data()) };
+    tf.dispose(t);
+    return out;
+  };
 }
