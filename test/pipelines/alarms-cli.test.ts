@@ -2,7 +2,6 @@
  * `advstream audit --group-by` end to end, through the compiled CLI (run `npx tsc -p .` first;
  * `npm test` does), on the small test models: a group of noise images alarms, the clean group does not.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,7 +10,7 @@ import { Rng } from '../../src/attacks/index.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { calibratedUpperRate } from '../../pipelines/index.js';
 import { auditDetectors, auditModels, jsonRecord, mnistRecords } from './audit-helpers.js';
-import { scratchDir } from './helpers.js';
+import { runCli, ndjsonLines, scratchDir } from './helpers.js';
 
 const MAIN = path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
 
@@ -19,23 +18,9 @@ let dir: string;
 let input: string;
 let flags: string[];
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runCli(args, dir);
 
-const lines = (text: string) =>
-  text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+const lines = ndjsonLines;
 
 beforeAll(async () => {
   expect(existsSync(MAIN), `${MAIN} is not built: run npx tsc -p .`).toBe(true);

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/attacks/index.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { auditDetectors, auditModels, jsonRecord, mnistRecords, type AuditModels } from './audit-helpers.js';
-import { scratchDir, testModels } from './helpers.js';
+import { runCli, ndjsonLines, scratchDir, testModels } from './helpers.js';
 
 const MAIN = path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
 
@@ -20,29 +20,9 @@ let m: AuditModels;
 let input: string;
 let flags: string[];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+const cli = (args: string[]) => runCli(args, dir);
 
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-const lines = (text: string) =>
-  text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+const lines = ndjsonLines;
 
 beforeAll(async () => {
   for (const f of [MAIN, path.join(PACKAGE_ROOT, 'dist', 'workers', 'audit-worker.js')]) {

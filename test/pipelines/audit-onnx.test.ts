@@ -7,7 +7,6 @@
  * it, the zoo's DRP and DAM on the native engine: their embedding and energy detectors under `auto`,
  * their score-only variants under `onnx`.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -25,7 +24,7 @@ import { auditBench, openAuditor, type Auditor, type AuditVerdict } from '../../
 import { AuditRuntime, type AuditTask } from '../../workers/audit-task.js';
 import { writeTorchLikeMlp } from '../engine/onnx-fixture.js';
 import { auditModels, jsonRecord, mnistRecords, type AuditModels } from './audit-helpers.js';
-import { scratchDir } from './helpers.js';
+import { runCli, scratchDir } from './helpers.js';
 
 const MAIN = path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
 const N = 64;
@@ -238,23 +237,7 @@ describe('audit-bench with an ONNX model', () => {
   });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runCli(args, dir);
 
 describe('advstream calibrate and audit --model FILE.onnx', () => {
   it('calibrates, then audits with the ONNX model in every single-model role, naming the engine', async () => {

@@ -4,6 +4,7 @@
  * into place, so parallel test files never see half a model.
  */
 import { saveCachedModel } from '../helpers/model-cache.js';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -108,3 +109,34 @@ export function finalOf(events: EvalEvent[]): FinalEvent {
 }
 
 export { firstValueFrom };
+
+/** The built CLI the end-to-end tests run. */
+export const CLI_MAIN = path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built CLI in `cwd` with no standard input and collects its output. */
+export function runCli(args: string[], cwd: string): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI_MAIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The JSON objects of NDJSON text, blank lines skipped. */
+export function ndjsonLines(text: string): Record<string, unknown>[] {
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
