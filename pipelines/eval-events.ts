@@ -24,7 +24,7 @@ export interface EvalModelInfo {
   input_shape: [number, number, number];
   /** What scores the model (`onnx-cpu`, `tfjs-wasm`, …); empty before the workers are ready. */
   engine: string;
-  /** What computes its input gradients; `none` for a black-box (ONNX) model. */
+  /** What computes its input gradients; `none` for a black-box model (an ONNX graph with an op that has no gradient rule). */
   gradient_engine: string;
   /** Why it runs black-box (its gradient-attack pairs are skipped): the op without a gradient rule. */
   black_box?: string;

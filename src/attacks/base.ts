@@ -297,7 +297,7 @@ async function execute(
   const model = asRunner(classifier);
   checkInputs(attack.id, model, x, labels, options.targets);
   if (!attack.gradientFree && model.gradientEngine === 'none') {
-    throw Errors.attackUnsupported(attack.id, model.id, 'the model offers no input gradients (an ONNX model runs black-box); black-box attacks: square, sparse-rs (scores), hsj (labels only)');
+    throw Errors.attackUnsupported(attack.id, model.id, 'the model offers no input gradients (an ONNX graph with an op that has no gradient rule runs black-box); black-box attacks: square, sparse-rs (scores), hsj (labels only)');
   }
   const chosen = options.targets ? undefined : await attack.chooseTargets(model, x, labels, options.seed);
   try {
